@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import ipaddress
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+# Enhanced status codes we answer with: 5.7.606 to 5.7.649, as Microsoft 365 does.
+CODE_CHOICES = [(f"5.7.{n}", f"5.7.{n}") for n in range(606, 650)]
+DEFAULT_CODE = "5.7.606"
+code_validator = RegexValidator(r"^5\.7\.6(0[6-9]|[1-4][0-9])$", _("Use a code from 5.7.606 to 5.7.649."))
+
+
+class EntryQuerySet(models.QuerySet):
+    def active(self, now=None) -> EntryQuerySet:
+        now = now or timezone.now()
+        return self.filter(delisted_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+
+class Entry(models.Model):
+    """One listed network. Delisting stamps it; it is never deleted, and relisting makes a new row."""
+
+    network = models.CharField(_("network"), max_length=43, help_text=_("CIDR, e.g. 203.0.113.0/24"))
+    version = models.PositiveSmallIntegerField(_("IP version"), editable=False)
+    # First address as fixed-width hex and prefix length: what coverage lookups use.
+    network_start = models.CharField(max_length=32, editable=False)
+    prefix_len = models.PositiveSmallIntegerField(_("prefix length"), editable=False)
+    reason = models.CharField(_("public reason"), max_length=500, blank=True)
+    code = models.CharField(
+        _("SMTP code"), max_length=7, choices=CODE_CHOICES, default=DEFAULT_CODE, validators=[code_validator]
+    )
+    source = models.CharField(_("source"), max_length=100, blank=True)
+    listed_at = models.DateTimeField(_("listed at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    self_service = models.BooleanField(_("self-service delisting allowed"), default=True)
+    delisted_at = models.DateTimeField(_("delisted at"), null=True, blank=True)
+    delisted_by = models.CharField(_("delisted by"), max_length=200, blank=True)
+
+    objects = EntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("blocklist entry")
+        verbose_name_plural = _("blocklist entries")
+        ordering = ["-listed_at"]
+        indexes = [models.Index(fields=["network_start", "prefix_len"], name="entry_coverage_idx")]
+        constraints = [
+            # At most one live entry per network: imports are idempotent, relisting makes a new row.
+            models.UniqueConstraint(
+                fields=["network"], condition=Q(delisted_at__isnull=True), name="entry_one_live_per_network"
+            ),
+            models.CheckConstraint(
+                condition=Q(code__in=[c for c, _label in CODE_CHOICES]), name="entry_code_in_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.network
+
+    @property
+    def ip_network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.network)
+
+    @property
+    def is_single_address(self) -> bool:
+        return self.prefix_len == (32 if self.version == 4 else 128)
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.delisted_at is None and (self.expires_at is None or self.expires_at > now)

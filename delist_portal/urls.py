@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from delist_portal import views
+
+urlpatterns = [
+    path("", include("requests_app.urls")),
+    path("api/v1/", include("blocklist.urls")),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,35 @@
+"""Start-up checks for the delist settings: a value out of range stops the portal."""
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+# name: (lowest, highest, what it means)
+BOUNDS = {
+    "DELIST_PROPAGATION_DELAY": (0, 86400, "seconds from approval to removal"),
+    "DELIST_TOKEN_TTL": (60, 7 * 86400, "seconds a confirmation link stays valid"),
+    "DELIST_SWEEP_INTERVAL": (1, 3600, "seconds between sweeps"),
+    "TRUSTED_PROXY_COUNT": (0, 10, "reverse proxies in front of the portal"),
+}
+
+
+@register("delist")
+def check_delist_settings(app_configs=None, **kwargs):
+    errors = []
+    for number, (name, (low, high, meaning)) in enumerate(BOUNDS.items(), start=1):
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            errors.append(
+                Error(
+                    f"{name}={value!r} is out of range: it must be {low} to {high} ({meaning}).",
+                    hint=f"Set {name} to a whole number from {low} to {high}.",
+                    id=f"delist.E00{number}",
+                )
+            )
+    if not settings.PORTAL_BASE_URL.startswith(("http://", "https://")):
+        errors.append(
+            Error(
+                f"PORTAL_BASE_URL={settings.PORTAL_BASE_URL!r} must start with http:// or https://.",
+                id="delist.E005",
+            )
+        )
+    return errors

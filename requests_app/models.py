@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from blocklist.models import Entry
+
+
+def new_status_key() -> str:
+    # 128 bits: the status page URL is a capability, like the confirmation link.
+    return secrets.token_urlsafe(16)
+
+
+class State(models.TextChoices):
+    PENDING = "pending", _("waiting for confirmation")
+    EXPIRED = "expired", _("expired")
+    SUPERSEDED = "superseded", _("superseded")
+    CONFIRMED = "confirmed", _("confirmed")
+    NEEDS_REVIEW = "needs_review", _("in review")
+    APPROVED = "approved", _("approved")
+    REJECTED = "rejected", _("rejected")
+    COMPLETED = "completed", _("delisted")
+
+
+class DelistRequest(models.Model):
+    """A sender's request to delist one IP, confirmed through one email address."""
+
+    email = models.EmailField(_("email"))
+    ip = models.GenericIPAddressField(_("IP address"), unpack_ipv4=True)
+    state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.PENDING)
+    status_key = models.CharField(max_length=32, unique=True, default=new_status_key, editable=False)
+    language = models.CharField(_("language"), max_length=10, default="en")
+    client_ip = models.GenericIPAddressField(_("submitted from"), null=True, blank=True)
+
+    # Only a SHA-256 of the confirmation token; blanked once used or dead.
+    token_hash = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    token_expires_at = models.DateTimeField(_("link valid until"), null=True, blank=True)
+
+    created_at = models.DateTimeField(_("submitted at"), default=timezone.now)
+    confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    effective_at = models.DateTimeField(_("delisting due at"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    decision_reason = models.TextField(_("reason"), blank=True)
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    # The entries that covered the IP at confirmation: exactly these are delisted.
+    entries = models.ManyToManyField(Entry, blank=True, related_name="delist_requests", editable=False)
+
+    class Meta:
+        verbose_name = _("delist request")
+        verbose_name_plural = _("delist requests")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["state", "effective_at"], name="request_due_idx"),
+            models.Index(fields=["email", "ip", "state"], name="request_sender_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(state="approved") | Q(effective_at__isnull=False),
+                name="request_approved_has_effective_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ip} <{self.email}> ({self.state})"
+
+    @property
+    def masked_email(self) -> str:
+        local, _sep, domain = self.email.partition("@")
+        shown = local[:1] if len(local) <= 3 else local[:2]
+        return f"{shown}{'•' * 3}@{domain}"
+
+
+class Mail(models.Model):
+    """An email owed to a sender: the outbox the sweep retries until it is sent.
+
+    Written in the same transaction as the change of state it reports, so no mail is
+    lost when the broker or the SMTP server is away.
+    """
+
+    class Kind(models.TextChoices):
+        CONFIRMATION = "confirmation", _("confirmation link")
+        COMPLETED = "completed", _("delisting done")
+        NEEDS_REVIEW = "needs_review", _("sent to review")
+
+    request = models.ForeignKey(DelistRequest, on_delete=models.CASCADE, related_name="mails")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When the next attempt may start; a claim pushes it forward, a failure backs it off.
+    due_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("mail")
+        verbose_name_plural = _("mails")
+        ordering = ["created_at"]
+        indexes = [
+            models.Index(
+                fields=["due_at"],
+                name="mail_unsent_idx",
+                condition=Q(sent_at__isnull=True, cancelled_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} mail for request {self.request_id}"

@@ -1,0 +1,47 @@
+"""What the status page tells a sender: the steps so far, and the one ahead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils.translation import gettext_lazy as _
+
+from requests_app.models import DelistRequest, State
+
+
+@dataclass
+class Step:
+    label: str
+    at: datetime | None = None
+    # done: happened; current: what we are waiting for; closed: the request ended here.
+    status: str = "done"
+    detail: str = ""
+
+
+def timeline(request: DelistRequest) -> list[Step]:
+    steps = [Step(_("Request submitted"), request.created_at)]
+    if request.state == State.PENDING:
+        steps.append(Step(_("Waiting for you to confirm through the link we emailed"), status="current"))
+        return steps
+    if request.state == State.SUPERSEDED:
+        steps.append(
+            Step(_("Replaced by a newer request for the same address and IP"), request.closed_at, "closed")
+        )
+        return steps
+    if request.state == State.EXPIRED:
+        steps.append(Step(_("The confirmation link expired unused"), request.closed_at, "closed"))
+        return steps
+    steps.append(Step(_("Confirmed"), request.confirmed_at))
+    if request.state == State.NEEDS_REVIEW:
+        steps.append(Step(_("A reviewer is looking at the listing"), status="current"))
+        return steps
+    if request.state == State.REJECTED:
+        steps.append(Step(_("Rejected by a reviewer"), request.decided_at, "closed", request.decision_reason))
+        return steps
+    steps.append(Step(_("Approved"), request.decided_at))
+    if request.state == State.APPROVED:
+        steps.append(Step(_("Scheduled for removal"), request.effective_at, "current"))
+        return steps
+    steps.append(Step(_("Removed from the blocklist"), request.completed_at))
+    return steps
