@@ -54,7 +54,7 @@ def request_submit(
             email=email, ip=str(ip), language=language, client_ip=client_ip, created_at=now
         )
         _supersede_pending(email=email, ip=str(ip), by=request, now=now)
-        mail = Mail.objects.create(request=request, kind=Mail.Kind.CONFIRMATION, due_at=now)
+        mail = Mail.objects.create(request=request, kind=Mail.Kind.CONFIRMATION)
         _enqueue_after_commit(mail)
     logger.info("request %s submitted for %s", request.pk, request.ip)
     return request
@@ -132,7 +132,7 @@ def request_approve(*, request: DelistRequest, now: datetime | None = None, reas
 def _send_to_review(request: DelistRequest, *, now: datetime) -> None:
     DelistRequest.objects.filter(pk=request.pk, state=State.CONFIRMED).update(state=State.NEEDS_REVIEW)
     request.refresh_from_db()
-    mail = Mail.objects.create(request=request, kind=Mail.Kind.NEEDS_REVIEW, due_at=now)
+    mail = Mail.objects.create(request=request, kind=Mail.Kind.NEEDS_REVIEW)
     _enqueue_after_commit(mail)
 
 
@@ -158,7 +158,7 @@ def delisting_apply(*, request_id: int, now: datetime | None = None) -> bool:
         request = DelistRequest.objects.get(pk=request_id)
         entry_ids = list(request.entries.values_list("pk", flat=True))
         entries_delist(entry_ids, by=f"delist request #{request.pk}", now=now)
-        mail = Mail.objects.create(request=request, kind=Mail.Kind.COMPLETED, due_at=now)
+        mail = Mail.objects.create(request=request, kind=Mail.Kind.COMPLETED)
         _enqueue_after_commit(mail)
     logger.info("request %s completed: %s delisted", request_id, request.ip)
     return True

@@ -8,6 +8,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("request", views.submit, name="submit"),
     path("confirm/", views.confirm, name="confirm"),
-    path("confirm/<str:token>", views.confirm_link, name="confirm_link"),
+    path("confirm/<path:token>", views.confirm_link, name="confirm_link"),
     path("status/<str:key>", views.status, name="status"),
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone, translation
+from django.utils import translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 from django_ratelimit.core import is_ratelimited
@@ -136,5 +136,5 @@ def status(request: HttpRequest, key: str) -> HttpResponse:
     return render(
         request,
         "requests_app/status.html",
-        {"delist_request": delist_request, "steps": timeline(delist_request), "now": timezone.now()},
+        {"delist_request": delist_request, "steps": timeline(delist_request)},
     )

@@ -1,0 +1,10 @@
+from django.core.management.base import BaseCommand
+
+from requests_app.services import sweep
+
+
+class Command(BaseCommand):
+    help = "Run one sweep: apply due delistings, expire stale requests, send owed mail (for cron)."
+
+    def handle(self, *args, **options):
+        self.stdout.write(str(sweep()))

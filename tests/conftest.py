@@ -1,0 +1,66 @@
+"""Shared fixtures: listings made through the real services, and the mail a sender gets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core import mail
+from django.core.cache import cache
+from django.db import connection
+
+from blocklist.ip import parse_network
+from blocklist.services import entry_list
+
+# Public addresses (the portal refuses documentation and private ranges).
+LISTED_IP = "5.61.14.7"
+LISTED_RANGE = "37.120.8.0/24"
+IN_RANGE_IP = "37.120.8.9"
+LISTED_V6 = "2a05:d018:1:2::/64"
+UNLISTED_IP = "81.2.69.160"
+SENDER = "postmaster@mail.example.com"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Rate-limit counters live in the cache; each test starts with none.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def listing(db):
+    """Lists a network through the real service: listing("203.0.113.0/24", self_service=False)."""
+
+    def make(network: str, **fields):
+        entry, _created = entry_list(parse_network(network), **fields)
+        return entry
+
+    return make
+
+
+@pytest.fixture
+def listed(listing):
+    """The usual listings: one single address, one /24, one IPv6 /64."""
+    return {
+        "single": listing(LISTED_IP, reason="spam trap hits"),
+        "range": listing(LISTED_RANGE, reason="snowshoe spam"),
+        "v6": listing(LISTED_V6, reason="open relay"),
+    }
+
+
+def confirmation_link(message: mail.EmailMessage) -> str:
+    """The confirmation URL as the sender reads it in the text part."""
+    match = re.search(r"^(https?://\S+/confirm/[A-Za-z0-9_-]+)$", message.body, re.MULTILINE)
+    assert match, f"no confirmation link in:\n{message.body}"
+    return match.group(1)
+
+
+def link_path(url: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", url)
+
+
+@pytest.fixture
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"

@@ -1,0 +1,22 @@
+"""Settings for the test suite: the real settings, read from the same environment.
+
+With no DATABASE_URL or REDIS_URL this is the embedded default (SQLite, local cache);
+CI runs the suite again with both pointing at the real servers.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("HTTPS", "false")
+os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="delist-test-var-"))
+
+from delist_portal.settings import *  # noqa: E402,F403
+
+# Tasks run in-process when enqueued; tests that need the broker away switch this off.
+CELERY_TASK_ALWAYS_EAGER = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PORTAL_BASE_URL = "https://delist.example.org"
+if "default" in CACHES and "redis" in CACHES["default"]["BACKEND"]:  # noqa: F405
+    CACHES["default"]["KEY_PREFIX"] = "delist-test"  # noqa: F405

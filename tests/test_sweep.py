@@ -1,0 +1,132 @@
+"""The sweep: applies what is due exactly once, expires what is stale, sends what is owed."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from blocklist.ip import parse_ip
+from blocklist.services import entries_covering
+from requests_app import services
+from requests_app.models import DelistRequest, Mail, State
+from tests.conftest import IN_RANGE_IP, LISTED_IP, SENDER, confirmation_link, link_path
+
+
+@pytest.fixture
+def approved(client, listed, mailoutbox, settings, django_capture_on_commit_callbacks):
+    """A self-service request for LISTED_IP, confirmed through the real pages."""
+    settings.DELIST_PROPAGATION_DELAY = 60
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("requests:submit"), {"email": SENDER, "ip": LISTED_IP})
+    client.get(link_path(confirmation_link(mailoutbox[-1])))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("requests:confirm"))
+    request = DelistRequest.objects.get()
+    assert request.state == State.APPROVED
+    return request
+
+
+def listed_now(ip: str) -> bool:
+    return entries_covering(parse_ip(ip)).exists()
+
+
+def test_nothing_is_delisted_before_the_delay_has_passed(approved):
+    services.sweep(now=approved.effective_at - timedelta(seconds=1))
+    approved.refresh_from_db()
+    assert approved.state == State.APPROVED
+    assert listed_now(LISTED_IP)
+
+
+def test_a_due_request_is_applied_completed_and_reported(approved, mailoutbox, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.sweep(now=approved.effective_at)
+    approved.refresh_from_db()
+    assert result.delistings_applied == 1
+    assert approved.state == State.COMPLETED
+    assert approved.completed_at == approved.effective_at
+    assert not listed_now(LISTED_IP)
+    entry = approved.entries.get()
+    assert entry.delisted_at == approved.effective_at
+    assert entry.delisted_by == f"delist request #{approved.pk}"
+    assert "has been removed" in mailoutbox[-1].subject
+    # Applying again changes nothing.
+    assert services.sweep(now=approved.effective_at + timedelta(hours=1)).delistings_applied == 0
+
+
+def test_an_entry_listed_after_confirmation_stays_listed(approved, listing, django_capture_on_commit_callbacks):
+    # Listed again by another source while the delisting waits: a new offence.
+    later = listing("5.61.14.0/28", reason="new spam run")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sweep(now=approved.effective_at)
+    later.refresh_from_db()
+    assert later.delisted_at is None
+    assert [e.network for e in entries_covering(parse_ip(LISTED_IP))] == ["5.61.14.0/28"]
+
+
+def test_the_status_page_shows_the_whole_timeline(client, approved, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sweep(now=approved.effective_at)
+    html = client.get(reverse("requests:status", args=[approved.status_key])).content.decode()
+    for step in ("Request submitted", "Confirmed", "Approved", "Removed from the blocklist"):
+        assert step in html
+    assert "Delisted at" in html
+
+
+def test_unconfirmed_requests_expire_and_their_links_die(client, listed, mailoutbox, settings,
+                                                         django_capture_on_commit_callbacks):
+    settings.DELIST_TOKEN_TTL = 600
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("requests:submit"), {"email": SENDER, "ip": LISTED_IP})
+    request = DelistRequest.objects.get()
+    assert services.sweep(now=request.token_expires_at - timedelta(seconds=1)).requests_expired == 0
+    assert services.sweep(now=request.token_expires_at).requests_expired == 1
+    request.refresh_from_db()
+    assert request.state == State.EXPIRED
+    response = client.get(link_path(confirmation_link(mailoutbox[-1])))
+    assert response.status_code == 410 and "expired" in response.content.decode()
+
+
+def test_the_management_command_runs_one_sweep(approved, mailoutbox, capsys):
+    DelistRequest.objects.filter(pk=approved.pk).update(effective_at=timezone.now())
+    call_command("apply_due_delistings")
+    assert "1 delisting(s) applied" in capsys.readouterr().out
+    approved.refresh_from_db()
+    assert approved.state == State.COMPLETED
+    assert "has been removed" in mailoutbox[-1].subject  # sent by the sweep itself: nothing queued
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_sweeps_apply_each_request_once(listing, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locking needs PostgreSQL; SQLite serialises writers anyway")
+    settings.DELIST_PROPAGATION_DELAY = 0
+    count = 40
+    for i in range(count):
+        ip = f"81.2.70.{i + 1}"
+        listing(ip)
+        request = DelistRequest.objects.create(email=SENDER, ip=ip, state=State.CONFIRMED)
+        request.entries.set(entries_covering(parse_ip(ip)))
+        services.request_approve(request=request)
+
+    applied = []
+    barrier = threading.Barrier(2)
+
+    def worker():
+        try:
+            barrier.wait()
+            applied.append(services.delistings_apply_due())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sum(applied) == count
+    assert DelistRequest.objects.filter(state=State.COMPLETED).count() == count
+    assert Mail.objects.filter(kind=Mail.Kind.COMPLETED).count() == count  # one mail each, never two
