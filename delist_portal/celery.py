@@ -1,6 +1,7 @@
 """The Celery app: `celery -A delist_portal worker` and `celery -A delist_portal beat`."""
 
 import os
+import sys
 from pathlib import Path
 
 from celery import Celery
@@ -29,6 +30,13 @@ def _schedule_sweep(sender, **kwargs) -> None:
 @worker_init.connect
 @beat_init.connect
 def _check_settings(**kwargs) -> None:
+    from django.core.management.base import SystemCheckError
+
     from delist_portal.startup import require_valid_settings
 
-    require_valid_settings()
+    try:
+        require_valid_settings()
+    except SystemCheckError as e:
+        # Celery logs and swallows exceptions from signal handlers; SystemExit gets through.
+        print(e, file=sys.stderr)
+        raise SystemExit(1) from e

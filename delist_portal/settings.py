@@ -68,6 +68,9 @@ TEMPLATES = [
 ]
 
 
+SUPPORTED_DATABASES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
+
+
 def _database(url: str | None) -> dict:
     if not url:
         VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -76,8 +79,10 @@ def _database(url: str | None) -> dict:
         config = environ.Env.db_url_config(url)
     except Exception as e:  # django-environ raises several types for a bad URL
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {e}") from e
-    if not config.get("ENGINE"):
-        raise ImproperlyConfigured(f"DATABASE_URL has an unknown scheme: {url.split(':', 1)[0]!r}")
+    if config.get("ENGINE") not in SUPPORTED_DATABASES:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL has an unsupported scheme {url.split(':', 1)[0]!r}: use postgres:// or sqlite:///"
+        )
     return config
 
 
