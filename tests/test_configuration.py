@@ -55,7 +55,10 @@ def test_manage_py_refuses_to_run_with_a_delay_out_of_range():
 
 @pytest.mark.parametrize("process", ["worker", "beat"])
 def test_the_worker_and_beat_refuse_to_start_with_a_sweep_interval_out_of_range(process, tmp_path):
-    code = f"from celery.__main__ import main; import sys; sys.argv = ['celery', '-A', 'delist_portal', '{process}']; main()"
+    code = (
+        "import sys; from celery.__main__ import main;"
+        f"sys.argv = ['celery', '-A', 'delist_portal', '{process}']; main()"
+    )
     result = start(code, DELIST_SWEEP_INTERVAL="0", VAR_DIR=str(tmp_path))
     assert result.returncode != 0
     assert "DELIST_SWEEP_INTERVAL=0 is out of range" in result.stderr

@@ -3,7 +3,6 @@
 import ipaddress
 from datetime import timedelta
 
-import pytest
 from django.db import connection
 from django.utils import timezone
 

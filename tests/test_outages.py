@@ -100,8 +100,9 @@ def test_mail_owed_while_smtp_is_down_is_sent_when_it_returns(
     assert mail.sent_at is not None and mail.attempts == 2
 
 
-def test_a_resent_confirmation_replaces_the_earlier_link(client, listed, settings, smtp_server,
-                                                         django_capture_on_commit_callbacks):
+def test_a_resent_confirmation_replaces_the_earlier_link(
+    client, listed, settings, smtp_server, django_capture_on_commit_callbacks
+):
     use_smtp(settings, smtp_server.port)
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("requests:submit"), {"email": SENDER, "ip": LISTED_IP})

@@ -93,14 +93,18 @@ def test_a_new_submission_supersedes_the_pending_one(
     assert "This link was replaced" in old.content.decode()
 
 
-def test_a_submission_for_another_ip_leaves_the_first_pending(client, listed, django_capture_on_commit_callbacks):
+def test_a_submission_for_another_ip_leaves_the_first_pending(
+    client, listed, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         submit(client)
         submit(client, ip=IN_RANGE_IP)
     assert set(DelistRequest.objects.values_list("state", flat=True)) == {State.PENDING}
 
 
-def test_submissions_are_rate_limited_per_client(client, listed, settings, django_capture_on_commit_callbacks):
+def test_submissions_are_rate_limited_per_client(
+    client, listed, settings, django_capture_on_commit_callbacks
+):
     settings.DELIST_SUBMIT_RATE = "2/h"
     with django_capture_on_commit_callbacks(execute=True):
         assert submit(client, email="a@mail.example.com").status_code == 302

@@ -13,7 +13,7 @@ from blocklist.ip import parse_ip
 from blocklist.services import entries_covering
 from requests_app import services
 from requests_app.models import DelistRequest, Mail, State
-from tests.conftest import IN_RANGE_IP, LISTED_IP, SENDER, confirmation_link, link_path
+from tests.conftest import LISTED_IP, SENDER, confirmation_link, link_path
 
 
 @pytest.fixture
@@ -41,7 +41,9 @@ def test_nothing_is_delisted_before_the_delay_has_passed(approved):
     assert listed_now(LISTED_IP)
 
 
-def test_a_due_request_is_applied_completed_and_reported(approved, mailoutbox, django_capture_on_commit_callbacks):
+def test_a_due_request_is_applied_completed_and_reported(
+    approved, mailoutbox, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         result = services.sweep(now=approved.effective_at)
     approved.refresh_from_db()
@@ -57,7 +59,9 @@ def test_a_due_request_is_applied_completed_and_reported(approved, mailoutbox, d
     assert services.sweep(now=approved.effective_at + timedelta(hours=1)).delistings_applied == 0
 
 
-def test_an_entry_listed_after_confirmation_stays_listed(approved, listing, django_capture_on_commit_callbacks):
+def test_an_entry_listed_after_confirmation_stays_listed(
+    approved, listing, django_capture_on_commit_callbacks
+):
     # Listed again by another source while the delisting waits: a new offence.
     later = listing("5.61.14.0/28", reason="new spam run")
     with django_capture_on_commit_callbacks(execute=True):
@@ -76,8 +80,9 @@ def test_the_status_page_shows_the_whole_timeline(client, approved, django_captu
     assert "Delisted at" in html
 
 
-def test_unconfirmed_requests_expire_and_their_links_die(client, listed, mailoutbox, settings,
-                                                         django_capture_on_commit_callbacks):
+def test_unconfirmed_requests_expire_and_their_links_die(
+    client, listed, mailoutbox, settings, django_capture_on_commit_callbacks
+):
     settings.DELIST_TOKEN_TTL = 600
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("requests:submit"), {"email": SENDER, "ip": LISTED_IP})

@@ -91,7 +91,11 @@ class Portal:
     def manage(self, *args: str) -> str:
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120,
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
         return result.stdout
@@ -105,12 +109,37 @@ class Portal:
 
     def start_all(self) -> None:
         port = urlparse(self.base_url).port
-        self.start("gunicorn", str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                   "delist_portal.wsgi")
-        self.start("worker", str(BIN / "celery"), "-A", "delist_portal", "worker", "--concurrency", "2",
-                   "--loglevel", "INFO")
-        self.start("beat", str(BIN / "celery"), "-A", "delist_portal", "beat", "--loglevel", "INFO",
-                   "--schedule", str(self.workdir / "celerybeat-schedule"))
+        self.start(
+            "gunicorn",
+            str(BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "delist_portal.wsgi",
+        )
+        self.start(
+            "worker",
+            str(BIN / "celery"),
+            "-A",
+            "delist_portal",
+            "worker",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "INFO",
+        )
+        self.start(
+            "beat",
+            str(BIN / "celery"),
+            "-A",
+            "delist_portal",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(self.workdir / "celerybeat-schedule"),
+        )
 
     def logs(self) -> str:
         return "\n".join(

@@ -53,8 +53,9 @@ def test_a_sender_delists_an_ip_end_to_end(portal, smtp_inbox, tmp_path):
     assert "Check your inbox" in sender.get(status_url, timeout=5).text
 
     # The worker sends the confirmation through the real SMTP server.
-    message = wait_for(lambda: smtp_inbox.messages and smtp_inbox.messages[0], timeout=30,
-                       what="the confirmation mail")
+    message = wait_for(
+        lambda: smtp_inbox.messages and smtp_inbox.messages[0], timeout=30, what="the confirmation mail"
+    )
     assert message["To"] == SENDER
     link = re.search(r"^(http://\S+/confirm/[A-Za-z0-9_-]+)\s*$", text_part(message), re.MULTILINE).group(1)
 
@@ -84,8 +85,11 @@ def test_a_sender_delists_an_ip_end_to_end(portal, smtp_inbox, tmp_path):
     probe += f"print(entries_covering(parse_ip('{IP}')).count())"
     assert portal.manage("shell", "--no-imports", "-c", probe).strip() == "0"
 
-    done = wait_for(lambda: len(smtp_inbox.messages) >= 2 and smtp_inbox.messages[1], timeout=30,
-                    what="the completion mail")
+    done = wait_for(
+        lambda: len(smtp_inbox.messages) >= 2 and smtp_inbox.messages[1],
+        timeout=30,
+        what="the completion mail",
+    )
     assert "has been removed" in done["Subject"]
     # The used link is dead now.
     assert "already used" in requests.get(link, timeout=5).text
