@@ -16,7 +16,7 @@ def about_until(value: datetime | None) -> str:
     left = value - timezone.now()
     if left <= timedelta(0):
         return gettext("any moment now")
-    if left < timedelta(minutes=1):
+    if left < timedelta(seconds=30):
         return gettext("in less than a minute")
     # Round to the nearest minute rather than down.
     return gettext("in about %(time)s") % {"time": timeuntil(value, value - left - timedelta(seconds=30))}
