@@ -43,3 +43,7 @@ def send_completed(request: DelistRequest) -> None:
 
 def send_needs_review(request: DelistRequest) -> None:
     _send("needs_review", request, {})
+
+
+def send_rejected(request: DelistRequest) -> None:
+    _send("rejected", request, {})

@@ -89,6 +89,7 @@ class Mail(models.Model):
         CONFIRMATION = "confirmation", _("confirmation link")
         COMPLETED = "completed", _("delisting done")
         NEEDS_REVIEW = "needs_review", _("sent to review")
+        REJECTED = "rejected", _("rejected by a reviewer")
 
     request = models.ForeignKey(DelistRequest, on_delete=models.CASCADE, related_name="mails")
     kind = models.CharField(max_length=20, choices=Kind.choices)

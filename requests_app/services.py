@@ -233,6 +233,14 @@ def _enqueue(mail_id: int) -> None:
         logger.warning("could not queue mail %s (%s); the next sweep will send it", mail_id, e)
 
 
+# The mails that report a change of state, by kind (confirmation links are made at send time).
+REPORTS = {
+    Mail.Kind.COMPLETED: emails.send_completed,
+    Mail.Kind.NEEDS_REVIEW: emails.send_needs_review,
+    Mail.Kind.REJECTED: emails.send_rejected,
+}
+
+
 def mails_send_due(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     due = Mail.objects.filter(sent_at__isnull=True, cancelled_at__isnull=True, due_at__lte=now)
@@ -251,14 +259,12 @@ def mail_send(*, mail_id: int, now: datetime | None = None) -> bool:
     try:
         if mail.kind == Mail.Kind.CONFIRMATION:
             token = _issue_token(mail.request, now=now)
-            if token is None:
+            if token is None:  # superseded or expired since: nothing to confirm any more
                 Mail.objects.filter(pk=mail_id).update(cancelled_at=now)
                 return False
             emails.send_confirmation(mail.request, token)
-        elif mail.kind == Mail.Kind.COMPLETED:
-            emails.send_completed(mail.request)
-        elif mail.kind == Mail.Kind.NEEDS_REVIEW:
-            emails.send_needs_review(mail.request)
+        else:
+            REPORTS[mail.kind](mail.request)
     except Exception as e:  # noqa: BLE001  (SMTP and template errors alike: back off, retry)
         retry_in = timedelta(seconds=min(3600, 30 * 2 ** min(mail.attempts, 7)))
         Mail.objects.filter(pk=mail_id).update(
