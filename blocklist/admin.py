@@ -1,21 +1,256 @@
-from django.contrib import admin
+"""The abuse desk's view of the listings: find what covers an IP, add, delist, relist, import."""
 
-from blocklist.models import Entry
+from __future__ import annotations
+
+import io
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from blocklist import services
+from blocklist.importing import blocklist_import, detect_format
+from blocklist.ip import parse_ip, parse_network
+from blocklist.models import Entry, Event
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = _("status")
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", _("active")), ("delisted", _("delisted")), ("expired", _("expired"))]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        lapsed = Q(expires_at__lte=now) & (Q(delisted_at__isnull=True) | Q(delisted_by="expiry"))
+        if self.value() == "active":
+            return queryset.active(now)
+        if self.value() == "expired":
+            return queryset.filter(lapsed)
+        if self.value() == "delisted":
+            return queryset.filter(delisted_at__isnull=False).exclude(delisted_by="expiry")
+        return queryset
+
+
+class EntryForm(forms.ModelForm):
+    network = forms.CharField(
+        label=_("network"), help_text=_("An IP address or a CIDR range, e.g. 5.61.14.0/24")
+    )
+
+    class Meta:
+        model = Entry
+        fields = ["network", "code", "reason", "source", "expires_at", "self_service"]
+
+    def clean_network(self):
+        return parse_network(self.cleaned_data["network"])
+
+
+class EventInline(admin.TabularInline):
+    model = Event
+    fk_name = "entry"
+    extra = 0
+    can_delete = False
+    fields = ["at", "action", "actor", "reason", "request"]
+    readonly_fields = fields
+    ordering = ["at", "id"]
+    verbose_name_plural = _("history")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class DelistForm(forms.Form):
+    reason = forms.CharField(label=_("reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=1000)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(label=_("list"), help_text=_("Plain (one IP or CIDR a line, # comments) or CSV."))
+    source = forms.CharField(label=_("source"), initial="import", max_length=100)
 
 
 @admin.register(Entry)
 class EntryAdmin(admin.ModelAdmin):
+    form = EntryForm
     list_display = [
         "network",
+        "status",
         "code",
         "reason",
         "source",
         "listed_at",
         "expires_at",
         "self_service",
-        "delisted_at",
     ]
-    list_filter = ["code", "self_service", "source"]
+    list_filter = [StatusFilter, "code", "source", "self_service"]
     search_fields = ["network", "reason", "source"]
+    search_help_text = _(
+        "An IP finds every entry whose network covers it; otherwise network, reason or source."
+    )
     date_hierarchy = "listed_at"
-    readonly_fields = ["delisted_at", "delisted_by"]
+    inlines = [EventInline]
+    actions = ["delist", "relist"]
+    change_list_template = "admin/blocklist/entry/change_list.html"
+
+    @admin.display(description=_("status"))
+    def status(self, entry: Entry) -> str:
+        if entry.is_active():
+            return _("active")
+        return _("expired") if entry.delisted_by == "expiry" or entry.delisted_at is None else _("delisted")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ["listed_at"]
+        return ["network", "listed_at", "delisted_at", "delisted_by", "same_network"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return EntryForm.Meta.fields
+        return [*EntryForm.Meta.fields, "listed_at", "delisted_at", "delisted_by", "same_network"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is not None:
+            kwargs["form"] = forms.ModelForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    @admin.display(description=_("other entries for this network"))
+    def same_network(self, entry: Entry) -> str:
+        others = Entry.objects.filter(network=entry.network).exclude(pk=entry.pk).order_by("listed_at")
+        return (
+            "; ".join(
+                f"#{e.pk} listed {e.listed_at:%Y-%m-%d %H:%M}, "
+                + (
+                    f"delisted {e.delisted_at:%Y-%m-%d %H:%M} by {e.delisted_by}"
+                    if e.delisted_at
+                    else "active"
+                )
+                for e in others
+            )
+            or "-"
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        try:
+            address = parse_ip(search_term)
+        except ValidationError:
+            return super().get_search_results(request, queryset, search_term)
+        # Every entry (live or past) whose network covers the address.
+        return queryset.filter(services.covering_q(address)), False
+
+    def save_model(self, request, obj, form, change):
+        actor = request.user.get_username()
+        if change:
+            terms = {
+                name: form.cleaned_data[name] for name in services.EDITABLE_TERMS if name in form.cleaned_data
+            }
+            services.entry_update(Entry.objects.get(pk=obj.pk), actor=actor, **terms)
+            return
+        entry, outcome = services.entry_list(
+            form.cleaned_data["network"],
+            actor=actor,
+            **{name: form.cleaned_data[name] for name in services.EDITABLE_TERMS},
+        )
+        obj.pk = entry.pk
+        if outcome == services.UNCHANGED:
+            self.message_user(
+                request, _("%(network)s was already listed.") % {"network": entry}, messages.WARNING
+            )
+
+    def save_related(self, request, form, formsets, change):
+        pass  # entries have no editable relations; the history inline is read-only
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # delisting keeps history; nothing is deleted
+
+    @admin.action(description=_("Delist selected entries…"), permissions=["change"])
+    def delist(self, request: HttpRequest, queryset):
+        form = DelistForm(request.POST if "reason" in request.POST else None)
+        if form.is_valid():
+            count = services.entries_delist(
+                queryset.values_list("pk", flat=True),
+                actor=request.user.get_username(),
+                reason=form.cleaned_data["reason"],
+            )
+            self.message_user(request, _("Delisted %(count)d entries.") % {"count": count}, messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/blocklist/entry/delist.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Delist entries"),
+                "entries": queryset,
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    @admin.action(description=_("Relist selected entries"), permissions=["change"])
+    def relist(self, request: HttpRequest, queryset):
+        actor = request.user.get_username()
+        outcomes = [services.entry_relist(e, actor=actor)[1] for e in queryset if not e.is_active()]
+        relisted = outcomes.count(services.RELISTED) + outcomes.count(services.ADDED)
+        self.message_user(request, _("Relisted %(count)d entries.") % {"count": relisted}, messages.SUCCESS)
+
+    def get_urls(self):
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="blocklist_entry_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request: HttpRequest):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ImportForm(request.POST or None, request.FILES or None)
+        summary = None
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            text = io.TextIOWrapper(upload.file, encoding="utf-8", errors="replace", newline="")
+            fmt, lines = detect_format(text, name=upload.name)
+            summary = blocklist_import(lines, fmt=fmt, source=form.cleaned_data["source"])
+            self.message_user(
+                request, str(summary), messages.SUCCESS if not summary.rejected else messages.WARNING
+            )
+            if not summary.rejected:
+                return HttpResponseRedirect(reverse("admin:blocklist_entry_changelist"))
+        return TemplateResponse(
+            request,
+            "admin/blocklist/entry/import.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Import a list"),
+                "form": form,
+                "summary": summary,
+                "opts": self.model._meta,
+            },
+        )
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """The audit trail: readable by the desk, changeable by nobody."""
+
+    list_display = ["at", "action", "actor", "entry", "request", "reason"]
+    list_filter = ["action", "actor", "at"]
+    search_fields = ["actor", "reason", "entry__network", "request__ip", "request__email"]
+    date_hierarchy = "at"
+    list_select_related = ["entry", "request"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

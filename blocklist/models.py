@@ -72,3 +72,56 @@ class Entry(models.Model):
     def is_active(self, now=None) -> bool:
         now = now or timezone.now()
         return self.delisted_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class Event(models.Model):
+    """The audit trail: one row for every change of state of an entry or a request.
+
+    Written by the services in the same transaction as the change; nothing edits or
+    deletes it (the admin is read-only, and there is no service that would).
+    """
+
+    class Action(models.TextChoices):
+        LISTED = "listed", _("listed")
+        DELISTED = "delisted", _("delisted")
+        RELISTED = "relisted", _("relisted")
+        ENTRY_EXPIRED = "entry_expired", _("listing expired")
+        UPDATED = "updated", _("listing updated")
+        SUBMITTED = "submitted", _("submitted")
+        SUPERSEDED = "superseded", _("superseded")
+        CONFIRMED = "confirmed", _("confirmed")
+        SENT_TO_REVIEW = "sent_to_review", _("sent to review")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+        COMPLETED = "completed", _("completed")
+        EXPIRED = "expired", _("request expired")
+
+    at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    action = models.CharField(_("what"), max_length=20, choices=Action.choices)
+    # Who: "sender", "worker", "import", "self-service", or a reviewer's or admin's username.
+    actor = models.CharField(_("who"), max_length=150)
+    reason = models.TextField(_("why"), blank=True)
+    entry = models.ForeignKey(
+        Entry, null=True, blank=True, on_delete=models.PROTECT, related_name="events", verbose_name=_("entry")
+    )
+    request = models.ForeignKey(
+        "requests_app.DelistRequest",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="events",
+        verbose_name=_("request"),
+    )
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("audit trail")
+        ordering = ["-at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(entry__isnull=False) | Q(request__isnull=False), name="event_has_subject"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} by {self.actor}"

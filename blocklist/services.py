@@ -1,59 +1,77 @@
-"""Every change to the blocklist, and the one question everybody asks of it."""
+"""Every change to the blocklist, and the one question everybody asks of it.
+
+Each change writes its audit event in the same transaction.
+"""
 
 from __future__ import annotations
 
 import logging
 import operator
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from blocklist.ip import IPAddress, IPNetwork, covering_starts, network_start, parse_network
+from blocklist import audit
+from blocklist.ip import IPAddress, IPNetwork, covering_starts, network_start
 from blocklist.models import DEFAULT_CODE, Entry, EntryQuerySet
 
 logger = logging.getLogger(__name__)
 
+ADDED, RELISTED, UNCHANGED = "added", "relisted", "unchanged"
+
+
+def covering_q(address: IPAddress) -> Q:
+    """Entries whose network contains the address: one equality probe per prefix length.
+
+    Each probe hits the (network_start, prefix_len) index, so a lookup costs a handful
+    of index reads whatever the size of the list.
+    """
+    probes = (Q(network_start=start, prefix_len=prefix) for prefix, start in covering_starts(address))
+    return reduce(operator.or_, probes)
+
 
 def entries_covering(address: IPAddress, *, now: datetime | None = None) -> EntryQuerySet:
-    """Active entries whose network contains the address.
+    """Active entries whose network contains the address, broadest first."""
+    return Entry.objects.active(now).filter(covering_q(address)).order_by("prefix_len", "listed_at")
 
-    One equality probe per possible prefix length on (network_start, prefix_len), so the
-    lookup is a handful of index hits whatever the size of the list.
-    """
-    probes = [Q(network_start=start, prefix_len=prefix) for prefix, start in covering_starts(address)]
-    return Entry.objects.active(now).filter(reduce(operator.or_, probes)).order_by("prefix_len", "listed_at")
+
+def new_entry(network: IPNetwork, **fields) -> Entry:
+    """An unsaved entry for the network, with its lookup columns filled in."""
+    return Entry(
+        network=str(network),
+        version=network.version,
+        network_start=network_start(network),
+        prefix_len=network.prefixlen,
+        **fields,
+    )
 
 
 def entry_list(
     network: IPNetwork,
     *,
+    actor: str,
     reason: str = "",
     code: str = DEFAULT_CODE,
     source: str = "",
     expires_at: datetime | None = None,
     self_service: bool = True,
     now: datetime | None = None,
-) -> tuple[Entry, bool]:
-    """List a network unless a live entry already does; returns (entry, created)."""
+) -> tuple[Entry, str]:
+    """List a network unless a live entry already does; returns (entry, added|relisted|unchanged)."""
     now = now or timezone.now()
     cidr = str(network)
     with transaction.atomic():
         live = Entry.objects.select_for_update().filter(network=cidr, delisted_at__isnull=True).first()
         if live is not None:
             if live.is_active(now):
-                return live, False
-            _stamp_expired([live.pk], now=now)
-        entry = Entry(
-            network=cidr,
-            version=network.version,
-            network_start=network_start(network),
-            prefix_len=network.prefixlen,
+                return live, UNCHANGED
+            _close_expired([live.pk], now=now)
+        entry = new_entry(
+            network,
             reason=reason,
             code=code,
             source=source,
@@ -61,68 +79,92 @@ def entry_list(
             expires_at=expires_at,
             self_service=self_service,
         )
-        entry.full_clean(exclude=["network"])
+        entry.full_clean(exclude=["network"], validate_constraints=False)
         try:
             with transaction.atomic():
                 entry.save()
         except IntegrityError:
-            # Another importer listed the same network between our check and insert.
-            return Entry.objects.get(network=cidr, delisted_at__isnull=True), False
-    logger.info("listed %s (source=%s, code=%s)", cidr, source or "-", code)
-    return entry, True
+            # Another process listed the same network between our check and insert.
+            return Entry.objects.get(network=cidr, delisted_at__isnull=True), UNCHANGED
+        outcome = RELISTED if Entry.objects.filter(network=cidr).exclude(pk=entry.pk).exists() else ADDED
+        audit.record(
+            audit.Action.RELISTED if outcome == RELISTED else audit.Action.LISTED,
+            actor=actor,
+            entry=entry,
+            reason=reason,
+            at=now,
+        )
+    logger.info("%s %s by %s (source=%s, code=%s)", outcome, cidr, actor, source or "-", code)
+    return entry, outcome
 
 
-def entries_delist(entry_ids: Iterable[int], *, by: str, now: datetime | None = None) -> int:
+def entry_relist(entry: Entry, *, actor: str, reason: str = "") -> tuple[Entry, str]:
+    """List an entry's network again, as a new entry with the same terms."""
+    return entry_list(
+        entry.ip_network,
+        actor=actor,
+        reason=reason or entry.reason,
+        code=entry.code,
+        source=entry.source,
+        self_service=entry.self_service,
+    )
+
+
+def entries_delist(
+    entry_ids: Iterable[int], *, actor: str, reason: str = "", request=None, now: datetime | None = None
+) -> int:
     """Stamp entries delisted; entries already delisted are left as they were."""
     now = now or timezone.now()
-    count = Entry.objects.filter(pk__in=list(entry_ids), delisted_at__isnull=True).update(
-        delisted_at=now, delisted_by=by
-    )
-    if count:
-        logger.info("delisted %d entr%s (%s)", count, "y" if count == 1 else "ies", by)
-    return count
+    by = f"delist request #{request.pk}" if request is not None else actor
+    with transaction.atomic():
+        ids = list(
+            Entry.objects.select_for_update()
+            .filter(pk__in=list(entry_ids), delisted_at__isnull=True)
+            .values_list("pk", flat=True)
+        )
+        Entry.objects.filter(pk__in=ids).update(delisted_at=now, delisted_by=by)
+        audit.record_entries(audit.Action.DELISTED, ids, actor=actor, reason=reason, at=now, request=request)
+    if ids:
+        logger.info("delisted %d entr%s (%s)", len(ids), "y" if len(ids) == 1 else "ies", by)
+    return len(ids)
 
 
-def _stamp_expired(entry_ids: Iterable[int], *, now: datetime) -> int:
-    return Entry.objects.filter(pk__in=list(entry_ids), delisted_at__isnull=True).update(
-        delisted_at=now, delisted_by="expiry"
-    )
+def _close_expired(entry_ids: list[int], *, now: datetime) -> None:
+    Entry.objects.filter(pk__in=entry_ids).update(delisted_at=now, delisted_by="expiry")
+    audit.record_entries(audit.Action.ENTRY_EXPIRED, entry_ids, actor=audit.WORKER, at=now)
 
 
 def entries_expire(*, now: datetime | None = None) -> int:
     """Close entries whose expires_at has passed, so history says when they stopped."""
     now = now or timezone.now()
-    ids = list(
-        Entry.objects.filter(delisted_at__isnull=True, expires_at__lte=now).values_list("pk", flat=True)
-    )
-    count = _stamp_expired(ids, now=now) if ids else 0
-    if count:
-        logger.info("expired %d entr%s", count, "y" if count == 1 else "ies")
-    return count
+    with transaction.atomic():
+        ids = list(
+            Entry.objects.select_for_update(skip_locked=True)
+            .filter(delisted_at__isnull=True, expires_at__lte=now)
+            .values_list("pk", flat=True)
+        )
+        if ids:
+            _close_expired(ids, now=now)
+    if ids:
+        logger.info("expired %d entr%s", len(ids), "y" if len(ids) == 1 else "ies")
+    return len(ids)
 
 
-@dataclass
-class ImportSummary:
-    added: int = 0
-    unchanged: int = 0
-    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line number, text, why)
+EDITABLE_TERMS = ("reason", "code", "source", "expires_at", "self_service")
 
 
-def blocklist_import_plain(lines: Iterable[str], *, source: str = "import") -> ImportSummary:
-    """Add every network of a plain list (one IP or CIDR a line, # comments). Never removes."""
-    summary = ImportSummary()
-    for number, raw in enumerate(lines, start=1):
-        text = raw.split("#", 1)[0].strip()
-        if not text:
-            continue
-        try:
-            network = parse_network(text)
-        except ValidationError as e:
-            summary.rejected.append((number, text, "; ".join(e.messages)))
-            continue
-        _entry, created = entry_list(network, source=source)
-        if created:
-            summary.added += 1
-        else:
-            summary.unchanged += 1
-    return summary
+def entry_update(entry: Entry, *, actor: str, **terms) -> bool:
+    """Change an entry's public terms (never its network); True when anything changed."""
+    unknown = set(terms) - set(EDITABLE_TERMS)
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    changed = {name: value for name, value in terms.items() if getattr(entry, name) != value}
+    if not changed:
+        return False
+    with transaction.atomic():
+        Entry.objects.filter(pk=entry.pk).update(**changed)
+        for name, value in changed.items():
+            setattr(entry, name, value)
+        audit.record(audit.Action.UPDATED, actor=actor, entry=entry, reason=", ".join(sorted(changed)))
+    logger.info("entry %s (%s) updated by %s: %s", entry.pk, entry.network, actor, ", ".join(sorted(changed)))
+    return True

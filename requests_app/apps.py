@@ -7,4 +7,10 @@ class RequestsAppConfig(AppConfig):
     verbose_name = _("Delist requests")
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from requests_app import checks  # noqa: F401  (registers the start-up checks)
+        from requests_app.roles import ensure_reviewer_group
+
+        # After auth's own handler has created the permissions.
+        post_migrate.connect(ensure_reviewer_group, sender=self)

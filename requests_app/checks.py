@@ -9,6 +9,8 @@ BOUNDS = {
     "DELIST_TOKEN_TTL": (60, 7 * 86400, "seconds a confirmation link stays valid"),
     "DELIST_SWEEP_INTERVAL": (1, 3600, "seconds between sweeps"),
     "TRUSTED_PROXY_COUNT": (0, 10, "reverse proxies in front of the portal"),
+    "DELIST_SELF_SERVICE_LIMIT": (0, 1000, "self-service delistings of one IP per window"),
+    "DELIST_SELF_SERVICE_WINDOW_DAYS": (1, 3650, "days the self-service limit counts"),
 }
 
 
@@ -22,14 +24,14 @@ def check_delist_settings(app_configs=None, **kwargs):
                 Error(
                     f"{name}={value!r} is out of range: it must be {low} to {high} ({meaning}).",
                     hint=f"Set {name} to a whole number from {low} to {high}.",
-                    id=f"delist.E00{number}",
+                    id=f"delist.E{number:03d}",
                 )
             )
     if not settings.PORTAL_BASE_URL.startswith(("http://", "https://")):
         errors.append(
             Error(
                 f"PORTAL_BASE_URL={settings.PORTAL_BASE_URL!r} must start with http:// or https://.",
-                id="delist.E005",
+                id="delist.E100",
             )
         )
     return errors

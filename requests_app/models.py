@@ -43,6 +43,8 @@ class DelistRequest(models.Model):
     created_at = models.DateTimeField(_("submitted at"), default=timezone.now)
     confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    # "self-service" or the reviewer's username.
+    decided_by = models.CharField(_("decided by"), max_length=150, blank=True)
     effective_at = models.DateTimeField(_("delisting due at"), null=True, blank=True)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
@@ -57,9 +59,11 @@ class DelistRequest(models.Model):
         verbose_name = _("delist request")
         verbose_name_plural = _("delist requests")
         ordering = ["-created_at"]
+        permissions = [("review_delistrequest", _("Can approve and reject delist requests"))]
         indexes = [
             models.Index(fields=["state", "effective_at"], name="request_due_idx"),
             models.Index(fields=["email", "ip", "state"], name="request_sender_idx"),
+            models.Index(fields=["ip", "decided_at"], name="request_ip_decided_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -115,3 +119,12 @@ class Mail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} mail for request {self.request_id}"
+
+
+class ReviewQueue(DelistRequest):
+    """The requests waiting for a reviewer, oldest first: the abuse desk's inbox."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("request in review")
+        verbose_name_plural = _("review queue")

@@ -1,15 +1,40 @@
-"""Whether a confirmed request may be approved without a reviewer."""
+"""Whether a confirmed request may be approved without a reviewer (README, "Review policy")."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
+from django.conf import settings
+
+from blocklist import audit
 from blocklist.models import Entry
 
 
 def allows_self_service(entries: Sequence[Entry]) -> bool:
-    """Self-service only when every covering entry is a single address that allows it.
+    """Every covering entry is a single address that allows self-service.
 
     A covering range may hold other senders' addresses, so a person decides.
     """
     return all(entry.is_single_address and entry.self_service for entry in entries)
+
+
+def self_service_delistings(ip: str, *, since: datetime) -> int:
+    from requests_app.models import DelistRequest
+
+    return DelistRequest.objects.filter(ip=ip, decided_by=audit.SELF_SERVICE, decided_at__gte=since).count()
+
+
+def needs_review(ip: str, entries: Sequence[Entry], *, now: datetime) -> str:
+    """Why a request goes to a reviewer, or "" when self-service approves it."""
+    if settings.DELIST_REVIEW_ALL:
+        return "every request is reviewed (DELIST_REVIEW_ALL)"
+    if not allows_self_service(entries):
+        return "a covering entry is a range or does not allow self-service"
+    window = timedelta(days=settings.DELIST_SELF_SERVICE_WINDOW_DAYS)
+    if self_service_delistings(ip, since=now - window) >= settings.DELIST_SELF_SERVICE_LIMIT:
+        return (
+            f"{settings.DELIST_SELF_SERVICE_LIMIT} self-service delistings of this IP "
+            f"in {settings.DELIST_SELF_SERVICE_WINDOW_DAYS} days already"
+        )
+    return ""

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from blocklist import audit
 from blocklist.ip import IPAddress
 from blocklist.services import entries_covering, entries_delist, entries_expire
 from requests_app import emails, policy
@@ -53,9 +54,9 @@ def request_submit(
         request = DelistRequest.objects.create(
             email=email, ip=str(ip), language=language, client_ip=client_ip, created_at=now
         )
+        audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
         _supersede_pending(email=email, ip=str(ip), by=request, now=now)
-        mail = Mail.objects.create(request=request, kind=Mail.Kind.CONFIRMATION)
-        _enqueue_after_commit(mail)
+        _enqueue_after_commit(Mail.objects.create(request=request, kind=Mail.Kind.CONFIRMATION))
     logger.info("request %s submitted for %s", request.pk, request.ip)
     return request
 
@@ -71,6 +72,10 @@ def _supersede_pending(*, email: str, ip: str, by: DelistRequest, now: datetime)
     Mail.objects.filter(request_id__in=ids, sent_at__isnull=True, cancelled_at__isnull=True).update(
         cancelled_at=now
     )
+    for pk in ids:
+        audit.record(
+            audit.Action.SUPERSEDED, actor=audit.SENDER, request_id=pk, reason=f"by request #{by.pk}", at=now
+        )
     logger.info("request %s superseded %s", by.pk, ids)
 
 
@@ -107,33 +112,68 @@ def request_confirm(*, token: str, now: datetime | None = None) -> DelistRequest
         ):
             raise ConfirmationError("used", request)
         request.refresh_from_db()
+        audit.record(audit.Action.CONFIRMED, actor=audit.SENDER, request=request, at=now)
         entries = list(entries_covering(_ip(request), now=now))
         request.entries.set(entries)
-        if policy.allows_self_service(entries):
-            request_approve(request=request, now=now)
+        why_review = policy.needs_review(request.ip, entries, now=now)
+        if why_review:
+            _send_to_review(request, reason=why_review, now=now)
         else:
-            _send_to_review(request, now=now)
+            request_approve(request=request, actor=audit.SELF_SERVICE, now=now)
     logger.info("request %s confirmed: %s", request.pk, request.state)
     return request
 
 
-def request_approve(*, request: DelistRequest, now: datetime | None = None, reason: str = "") -> None:
-    """Schedule the delisting DELIST_PROPAGATION_DELAY from now (self-service or reviewer)."""
+def request_approve(
+    *, request: DelistRequest, actor: str, reason: str = "", now: datetime | None = None
+) -> bool:
+    """Schedule the delisting DELIST_PROPAGATION_DELAY from now; the same for self-service and
+    reviewers. False when the request is not waiting for a decision (someone else decided)."""
     now = now or timezone.now()
     effective_at = now + timedelta(seconds=settings.DELIST_PROPAGATION_DELAY)
-    updated = DelistRequest.objects.filter(
-        pk=request.pk, state__in=[State.CONFIRMED, State.NEEDS_REVIEW]
-    ).update(state=State.APPROVED, decided_at=now, effective_at=effective_at, decision_reason=reason)
+    with transaction.atomic():
+        updated = DelistRequest.objects.filter(
+            pk=request.pk, state__in=[State.CONFIRMED, State.NEEDS_REVIEW]
+        ).update(
+            state=State.APPROVED,
+            decided_at=now,
+            decided_by=actor,
+            effective_at=effective_at,
+            decision_reason=reason,
+        )
+        if updated:
+            audit.record(audit.Action.APPROVED, actor=actor, request=request, reason=reason, at=now)
+    request.refresh_from_db()
     if updated:
-        request.refresh_from_db()
-        logger.info("request %s approved, due at %s", request.pk, effective_at.isoformat())
+        logger.info("request %s approved by %s, due at %s", request.pk, actor, effective_at.isoformat())
+    return bool(updated)
 
 
-def _send_to_review(request: DelistRequest, *, now: datetime) -> None:
+def request_reject(*, request: DelistRequest, actor: str, reason: str, now: datetime | None = None) -> bool:
+    """A reviewer says no, with a reason the sender reads on the status page and in a mail."""
+    if not reason.strip():
+        raise ValueError("a rejection needs a reason the sender can read")
+    now = now or timezone.now()
+    with transaction.atomic():
+        updated = DelistRequest.objects.filter(pk=request.pk, state=State.NEEDS_REVIEW).update(
+            state=State.REJECTED, decided_at=now, decided_by=actor, decision_reason=reason, closed_at=now
+        )
+        if updated:
+            audit.record(audit.Action.REJECTED, actor=actor, request=request, reason=reason, at=now)
+            _enqueue_after_commit(Mail.objects.create(request=request, kind=Mail.Kind.REJECTED))
+    request.refresh_from_db()
+    if updated:
+        logger.info("request %s rejected by %s", request.pk, actor)
+    return bool(updated)
+
+
+def _send_to_review(request: DelistRequest, *, reason: str, now: datetime) -> None:
     DelistRequest.objects.filter(pk=request.pk, state=State.CONFIRMED).update(state=State.NEEDS_REVIEW)
     request.refresh_from_db()
-    mail = Mail.objects.create(request=request, kind=Mail.Kind.NEEDS_REVIEW)
-    _enqueue_after_commit(mail)
+    audit.record(
+        audit.Action.SENT_TO_REVIEW, actor=audit.SELF_SERVICE, request=request, reason=reason, at=now
+    )
+    _enqueue_after_commit(Mail.objects.create(request=request, kind=Mail.Kind.NEEDS_REVIEW))
 
 
 def _ip(request: DelistRequest) -> IPAddress:
@@ -157,9 +197,9 @@ def delisting_apply(*, request_id: int, now: datetime | None = None) -> bool:
             return False
         request = DelistRequest.objects.get(pk=request_id)
         entry_ids = list(request.entries.values_list("pk", flat=True))
-        entries_delist(entry_ids, by=f"delist request #{request.pk}", now=now)
-        mail = Mail.objects.create(request=request, kind=Mail.Kind.COMPLETED)
-        _enqueue_after_commit(mail)
+        entries_delist(entry_ids, actor=audit.WORKER, request=request, now=now)
+        audit.record(audit.Action.COMPLETED, actor=audit.WORKER, request=request, at=now)
+        _enqueue_after_commit(Mail.objects.create(request=request, kind=Mail.Kind.COMPLETED))
     logger.info("request %s completed: %s delisted", request_id, request.ip)
     return True
 
@@ -185,6 +225,9 @@ def requests_expire_stale(*, now: datetime | None = None) -> int:
         Mail.objects.filter(request_id__in=ids, sent_at__isnull=True, cancelled_at__isnull=True).update(
             cancelled_at=now
         )
+        expired = DelistRequest.objects.filter(pk__in=ids, state=State.EXPIRED, closed_at=now)
+        for pk in expired.values_list("pk", flat=True):
+            audit.record(audit.Action.EXPIRED, actor=audit.WORKER, request_id=pk, at=now)
     logger.info("expired %d unconfirmed request(s)", count)
     return count
 

@@ -34,7 +34,7 @@ def test_it_returns_every_covering_entry_broadest_first(listing):
 
 def test_delisted_and_expired_entries_do_not_cover(listing):
     gone = listing(LISTED_IP)
-    entries_delist([gone.pk], by="test")
+    entries_delist([gone.pk], actor="admin")
     listing(IN_RANGE_IP, expires_at=timezone.now() - timedelta(minutes=1))
     assert covering(LISTED_IP) == []
     assert covering(IN_RANGE_IP) == []

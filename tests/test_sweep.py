@@ -115,7 +115,7 @@ def test_two_concurrent_sweeps_apply_each_request_once(listing, settings):
         listing(ip)
         request = DelistRequest.objects.create(email=SENDER, ip=ip, state=State.CONFIRMED)
         request.entries.set(entries_covering(parse_ip(ip)))
-        services.request_approve(request=request)
+        services.request_approve(request=request, actor="alice")
 
     applied = []
     barrier = threading.Barrier(2)

@@ -1,26 +1,64 @@
+import os
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from blocklist.services import blocklist_import_plain
+from blocklist.importing import blocklist_import, detect_format
 
 
 class Command(BaseCommand):
-    help = "Add the networks of a plain list (one IP or CIDR per line, # comments) to the blocklist."
+    help = (
+        "Add the networks of a list to the blocklist (never removes): plain, one IP or CIDR per line "
+        "with # comments, or CSV with the columns network,code,reason,expires_at,source."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="path of the list, or - for standard input")
-        parser.add_argument("--source", default="import", help="recorded as each new entry's source")
+        parser.add_argument(
+            "--format",
+            choices=["auto", "plain", "csv"],
+            default="auto",
+            help="auto: CSV when the file ends in .csv or its first line has a comma",
+        )
+        parser.add_argument(
+            "--source", default="import", help="source of new entries when the line names none"
+        )
 
-    def handle(self, *args, file: str, source: str, **options):
+    def handle(self, *args, file: str, format: str, source: str, **options):
         try:
-            stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+            stream = sys.stdin if file == "-" else open(file, encoding="utf-8", newline="")  # noqa: SIM115
         except OSError as e:
             raise CommandError(f"cannot read {file}: {e.strerror}") from e
         with stream:
-            summary = blocklist_import_plain(stream, source=source)
-        for number, text, why in summary.rejected:
-            self.stderr.write(f"line {number}: {text!r} rejected: {why}")
-        self.stdout.write(
-            f"added {summary.added}, unchanged {summary.unchanged}, rejected {len(summary.rejected)}"
-        )
+            fmt, lines = detect_format(stream, name=file, fmt=format)
+            progress = _Progress(self.stderr, stream) if self.stderr.isatty() and file != "-" else None
+            summary = blocklist_import(
+                lines,
+                fmt=fmt,
+                source=source,
+                on_reject=lambda number, text, why: self.stderr.write(
+                    f"line {number}: {text!r} rejected: {why}"
+                ),
+                on_batch=progress.update if progress else None,
+            )
+            if progress:
+                progress.done()
+        self.stdout.write(str(summary))
+
+
+class _Progress:
+    """A one-line progress bar for a terminal: bytes read of the file's size."""
+
+    def __init__(self, out, stream):
+        self.out = out
+        self.raw = stream.buffer  # the text layer cannot tell() while iterating; the bytes can
+        self.size = max(1, os.fstat(stream.fileno()).st_size)
+
+    def update(self, line: int) -> None:
+        share = min(1.0, self.raw.tell() / self.size)
+        bar = "#" * int(share * 30)
+        self.out.write(f"\r[{bar:<30}] {share:4.0%} {line} lines", ending="", style_func=str)
+        self.out.flush()
+
+    def done(self) -> None:
+        self.out.write("\r" + " " * 60 + "\r", ending="", style_func=str)
