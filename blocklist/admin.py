@@ -107,6 +107,9 @@ class EntryAdmin(admin.ModelAdmin):
             return _("active")
         return _("expired") if entry.delisted_by == "expiry" or entry.delisted_at is None else _("delisted")
 
+    def get_inlines(self, request, obj=None):
+        return self.inlines if obj is not None else []  # a new entry has no history yet
+
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ["listed_at"]
@@ -164,9 +167,6 @@ class EntryAdmin(admin.ModelAdmin):
             self.message_user(
                 request, _("%(network)s was already listed.") % {"network": entry}, messages.WARNING
             )
-
-    def save_related(self, request, form, formsets, change):
-        pass  # entries have no editable relations; the history inline is read-only
 
     def has_delete_permission(self, request, obj=None):
         return False  # delisting keeps history; nothing is deleted

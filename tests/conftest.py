@@ -65,3 +65,12 @@ def link_path(url: str) -> str:
 @pytest.fixture
 def on_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+def admin_post_data(response, **fields) -> dict:
+    """What a browser posts back from an admin change page: the inlines' management forms too."""
+    data = {}
+    for inline in response.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        data.update({f"{management.prefix}-{key}": value for key, value in management.initial.items()})
+    return {**data, **fields}
