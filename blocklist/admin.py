@@ -18,6 +18,7 @@ from blocklist import services
 from blocklist.importing import blocklist_import, detect_format
 from blocklist.ip import parse_ip, parse_network
 from blocklist.models import Entry, Event
+from delist_portal.admin_base import ReadOnlyInline
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -52,21 +53,12 @@ class EntryForm(forms.ModelForm):
         return parse_network(self.cleaned_data["network"])
 
 
-class EventInline(admin.TabularInline):
+class EventInline(ReadOnlyInline):
     model = Event
     fk_name = "entry"
-    extra = 0
-    can_delete = False
     fields = ["at", "action", "actor", "reason", "request"]
-    readonly_fields = fields
     ordering = ["at", "id"]
     verbose_name_plural = _("history")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class DelistForm(forms.Form):

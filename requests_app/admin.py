@@ -14,39 +14,22 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
 from blocklist.models import Event
+from delist_portal.admin_base import ReadOnlyInline
 from requests_app import dashboard, services
 from requests_app.models import DelistRequest, Mail, ReviewQueue, State
 
 
-class TimelineInline(admin.TabularInline):
+class TimelineInline(ReadOnlyInline):
     model = Event
     fk_name = "request"
-    extra = 0
-    can_delete = False
     fields = ["at", "action", "actor", "reason", "entry"]
-    readonly_fields = fields
     ordering = ["at", "id"]
     verbose_name_plural = _("timeline")
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class MailInline(admin.TabularInline):
+class MailInline(ReadOnlyInline):
     model = Mail
-    extra = 0
-    can_delete = False
     fields = ["kind", "created_at", "sent_at", "cancelled_at", "attempts", "last_error"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class RejectForm(forms.Form):

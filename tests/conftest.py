@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message
 from django.core import mail
 from django.core.cache import cache
 from django.db import connection
@@ -74,3 +77,31 @@ def admin_post_data(response, **fields) -> dict:
         management = inline.formset.management_form
         data.update({f"{management.prefix}-{key}": value for key, value in management.initial.items()})
     return {**data, **fields}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (once this returns)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Inbox(Message):
+    """What a real SMTP server on loopback received."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def handle_message(self, message):
+        self.messages.append(message)
+
+
+@pytest.fixture
+def smtp_inbox():
+    inbox = Inbox()
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()

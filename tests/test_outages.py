@@ -1,23 +1,14 @@
 """Nothing is lost when the broker or the SMTP server is away: the database says what is owed."""
 
-import socket
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from django.urls import reverse
 
 from delist_portal.celery import app as celery_app
 from requests_app import services
 from requests_app.models import DelistRequest, Mail, State
-from tests.conftest import LISTED_IP, SENDER
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens there once closed
+from tests.conftest import LISTED_IP, SENDER, free_port
 
 
 @pytest.fixture
@@ -25,32 +16,13 @@ def broker_down():
     """Points Celery at a Redis port where nothing listens, with eager mode off."""
     conf = celery_app.conf
     saved = conf.broker_url, conf.task_always_eager
-    conf.broker_url, conf.task_always_eager = f"redis://127.0.0.1:{closed_port()}/0", False
+    conf.broker_url, conf.task_always_eager = f"redis://127.0.0.1:{free_port()}/0", False
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
     yield
     conf.broker_url, conf.task_always_eager = saved
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
-
-
-class Inbox(Message):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def handle_message(self, message):
-        self.messages.append(message)
-
-
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    inbox.port = closed_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
-    yield inbox
-    controller.stop()
 
 
 def use_smtp(settings, port: int) -> None:
@@ -78,9 +50,9 @@ def test_a_submit_with_the_broker_down_succeeds_and_the_sweep_sends_the_mail(
 
 
 def test_mail_owed_while_smtp_is_down_is_sent_when_it_returns(
-    client, listed, settings, smtp_server, django_capture_on_commit_callbacks
+    client, listed, settings, smtp_inbox, django_capture_on_commit_callbacks
 ):
-    use_smtp(settings, closed_port())
+    use_smtp(settings, free_port())
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("requests:submit"), {"email": SENDER, "ip": LISTED_IP})
     mail = Mail.objects.get()
@@ -88,12 +60,12 @@ def test_mail_owed_while_smtp_is_down_is_sent_when_it_returns(
     assert "ConnectionRefusedError" in mail.last_error
     assert mail.due_at > mail.created_at  # backed off, not retried in a tight loop
 
-    use_smtp(settings, smtp_server.port)
+    use_smtp(settings, smtp_inbox.port)
     assert services.sweep(now=mail.due_at).mails_sent == 0  # the sweep only sends what is due
     Mail.objects.filter(pk=mail.pk).update(due_at=mail.created_at)
     assert services.sweep().mails_sent == 1
-    assert len(smtp_server.messages) == 1
-    received = smtp_server.messages[0]
+    assert len(smtp_inbox.messages) == 1
+    received = smtp_inbox.messages[0]
     assert received["To"] == SENDER
     assert LISTED_IP in received["Subject"]
     mail.refresh_from_db()
@@ -101,14 +73,14 @@ def test_mail_owed_while_smtp_is_down_is_sent_when_it_returns(
 
 
 def test_a_resent_confirmation_replaces_the_earlier_link(
-    client, listed, settings, smtp_server, django_capture_on_commit_callbacks
+    client, listed, settings, smtp_inbox, django_capture_on_commit_callbacks
 ):
-    use_smtp(settings, smtp_server.port)
+    use_smtp(settings, smtp_inbox.port)
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("requests:submit"), {"email": SENDER, "ip": LISTED_IP})
     first_hash = DelistRequest.objects.get().token_hash
     # A worker died after sending but before recording it: the mail is owed again.
     Mail.objects.update(sent_at=None, due_at=Mail.objects.get().created_at)
     services.sweep()
-    assert len(smtp_server.messages) == 2
+    assert len(smtp_inbox.messages) == 2
     assert DelistRequest.objects.get().token_hash != first_hash
