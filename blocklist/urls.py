@@ -6,4 +6,5 @@ app_name = "blocklist"
 
 urlpatterns = [
     path("ip/<str:ip>", views.api_ip, name="api_ip"),
+    path("export/<str:fmt>", views.api_export, name="api_export"),
 ]

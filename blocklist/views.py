@@ -1,9 +1,12 @@
+import hmac
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_safe
 from django_ratelimit.decorators import ratelimit
 
+from blocklist.exports import CONTENT_TYPES, FILE_NAMES, export_chunks
 from blocklist.formats import delist_url, entry_json
 from blocklist.ip import parse_ip
 from blocklist.services import entries_covering
@@ -32,3 +35,41 @@ def api_ip(request, ip: str):
             "delist_url": delist_url(str(address)),
         }
     )
+
+
+def _bearer_token(request) -> str | None:
+    scheme, _space, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+@require_safe
+@ratelimit(key=ratelimit_key, rate=_api_rate, block=False)
+def api_export(request, fmt: str):
+    """The export in one format, streamed, for mail servers holding EXPORT_TOKEN."""
+    if not settings.EXPORT_TOKEN:
+        # The export API is off: look exactly like a URL that does not exist.
+        return JsonResponse({"error": "not found"}, status=404)
+    if getattr(request, "limited", False):
+        return JsonResponse({"error": "too many requests; slow down"}, status=429)
+    token = _bearer_token(request)
+    if token is None:
+        response = JsonResponse(
+            {"error": "authentication required: Authorization: Bearer <token>"}, status=401
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="export"'
+        return response
+    # Constant-time comparison, on bytes so a non-ASCII token cannot raise.
+    if not hmac.compare_digest(token.encode(), settings.EXPORT_TOKEN.encode()):
+        return JsonResponse({"error": "invalid token"}, status=403)
+    if fmt not in FILE_NAMES:
+        return JsonResponse({"error": f"unknown format; choose from {', '.join(FILE_NAMES)}"}, status=404)
+    if request.method == "HEAD":
+        # Nothing to stream, so do not read the whole list from the database.
+        response = HttpResponse(content_type=CONTENT_TYPES[fmt])
+    else:
+        response = StreamingHttpResponse(export_chunks(fmt), content_type=CONTENT_TYPES[fmt])
+    response["Content-Disposition"] = f'attachment; filename="{FILE_NAMES[fmt]}"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -9,7 +9,8 @@ import tempfile
 
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("HTTPS", "false")
-os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="delist-test-var-"))
+# One folder per user, reused: it only holds the filesystem broker's and whitenoise's folders.
+os.environ.setdefault("VAR_DIR", os.path.join(tempfile.gettempdir(), f"delist-test-var-{os.getuid()}"))
 
 from delist_portal.settings import *  # noqa: E402,F403
 

@@ -1,0 +1,10 @@
+"""Celery tasks of the blocklist: thin wrappers around its services."""
+
+from celery import shared_task
+
+from blocklist.exports import exports_refresh_if_changed
+
+
+@shared_task(name="blocklist.exports_refresh", ignore_result=True)
+def exports_refresh() -> int:
+    return len(exports_refresh_if_changed())
