@@ -17,6 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from blocklist import audit
+from blocklist.exports import exports_refresh_if_changed
 from blocklist.ip import IPAddress
 from blocklist.services import entries_covering, entries_delist, entries_expire
 from requests_app import emails, policy
@@ -255,6 +256,10 @@ def sweep(*, now: datetime | None = None) -> SweepResult:
         requests_expired=requests_expire_stale(now=now),
     )
     result.mails_sent = mails_send_due(now=timezone.now())
+    try:
+        exports_refresh_if_changed()
+    except OSError as e:  # a full disk must not stop delistings and mail
+        logger.error("could not rewrite the exports in %s: %s", settings.EXPORT_DIR, e)
     if any((result.entries_expired, result.delistings_applied, result.requests_expired, result.mails_sent)):
         logger.info("sweep: %s", result)
     return result
