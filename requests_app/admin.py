@@ -164,9 +164,10 @@ class ReviewQueueAdmin(DelistRequestAdmin):
     list_display = ["ip", "email", "waiting", "confirmed_at", "why"]
     list_filter = ["confirmed_at"]
     date_hierarchy = None
+    ordering = ["confirmed_at", "pk"]  # the changelist's ordering wins over get_queryset's
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(state=State.NEEDS_REVIEW).order_by("confirmed_at", "pk")
+        return super().get_queryset(request).filter(state=State.NEEDS_REVIEW)
 
     @admin.display(description=_("waiting"))
     def waiting(self, request: DelistRequest) -> str:
