@@ -54,7 +54,9 @@ def test_a_lost_file_is_written_again(listed, export_dir):
     assert len(exports_refresh_if_changed()) == 4
 
 
-def test_without_export_dir_nothing_is_written(listed, settings, tmp_path, django_capture_on_commit_callbacks):
+def test_without_export_dir_nothing_is_written(
+    listed, settings, tmp_path, django_capture_on_commit_callbacks
+):
     settings.EXPORT_DIR = None
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         services.sweep()
