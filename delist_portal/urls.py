@@ -6,6 +6,7 @@ from delist_portal import views
 urlpatterns = [
     path("", include("requests_app.urls")),
     path("api/v1/", include("blocklist.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

@@ -16,7 +16,6 @@ class Step:
     at: datetime | None = None
     # done: happened; current: what we are waiting for; closed: the request ended here.
     status: str = "done"
-    detail: str = ""
 
 
 def timeline(request: DelistRequest) -> list[Step]:
@@ -37,7 +36,7 @@ def timeline(request: DelistRequest) -> list[Step]:
         steps.append(Step(_("A reviewer is looking at the listing"), status="current"))
         return steps
     if request.state == State.REJECTED:
-        steps.append(Step(_("Rejected by a reviewer"), request.decided_at, "closed", request.decision_reason))
+        steps.append(Step(_("Rejected by a reviewer"), request.decided_at, "closed"))
         return steps
     steps.append(Step(_("Approved"), request.decided_at))
     if request.state == State.APPROVED:

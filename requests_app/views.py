@@ -3,33 +3,48 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import translation
+from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 from django_ratelimit.core import is_ratelimited
 
 from blocklist.services import entries_covering
 from delist_portal.client_ip import client_ip, ratelimit_key
-from requests_app import services
+from requests_app import policy, services
 from requests_app.forms import CheckForm, DelistRequestForm
-from requests_app.models import DelistRequest
+from requests_app.models import DelistRequest, State
 from requests_app.timeline import timeline
 
 SESSION_TOKEN = "delist_confirmation_token"
+REFRESHING_STATES = {State.PENDING, State.CONFIRMED, State.APPROVED, State.NEEDS_REVIEW}
 
 
-def _lookup(form: CheckForm | DelistRequestForm) -> dict | None:
+def _lookup(form: CheckForm) -> dict | None:
     """The listing status of the form's IP, when the form holds a valid one."""
     if not form.is_bound or "ip" not in form.cleaned_data:
         return None
     address = form.cleaned_data["ip"]
-    return {"ip": address, "entries": list(entries_covering(address))}
+    entries = list(entries_covering(address))
+    return {
+        "ip": address,
+        "entries": entries,
+        # What pressing Delist IP would lead to, asked of the same policy that will decide.
+        "self_service": bool(entries) and not policy.needs_review(str(address), entries, now=timezone.now()),
+    }
 
 
 def _home(
     request: HttpRequest, *, delist_form: DelistRequestForm, status: int = 200, **context
 ) -> HttpResponse:
-    return render(request, "requests_app/home.html", {"delist_form": delist_form, **context}, status=status)
+    check_form = context.setdefault("check_form", CheckForm())
+    context = {
+        "delist_form": delist_form,
+        # Summarised at the top of the page, each linking to its field.
+        "forms_with_errors": [form for form in (check_form, delist_form) if form.is_bound and form.errors],
+        "propagation_delay": settings.DELIST_PROPAGATION_DELAY,
+        **context,
+    }
+    return render(request, "requests_app/home.html", context, status=status)
 
 
 @require_safe
@@ -64,10 +79,10 @@ def _too_many(request: HttpRequest, email: str) -> bool:
 def submit(request: HttpRequest) -> HttpResponse:
     form = DelistRequestForm(request.POST)
     if not form.is_valid():
-        return _home(request, delist_form=form, check_form=CheckForm(), status=400)
+        return _home(request, delist_form=form, status=400)
     email, address = form.cleaned_data["email"], form.cleaned_data["ip"]
     if _too_many(request, email):
-        return _home(request, delist_form=form, check_form=CheckForm(), status=429, too_many=True)
+        return _home(request, delist_form=form, status=429, too_many=True)
     delist_request = services.request_submit(
         email=email,
         ip=address,
@@ -126,7 +141,11 @@ def confirm(request: HttpRequest) -> HttpResponse:
         delist_request = services.request_for_token(token)
     except services.ConfirmationError as e:
         return _invalid_link(request, e)
-    return render(request, "requests_app/confirm.html", {"delist_request": delist_request})
+    return render(
+        request,
+        "requests_app/confirm.html",
+        {"delist_request": delist_request, "propagation_delay": settings.DELIST_PROPAGATION_DELAY},
+    )
 
 
 @never_cache
@@ -136,5 +155,10 @@ def status(request: HttpRequest, key: str) -> HttpResponse:
     return render(
         request,
         "requests_app/status.html",
-        {"delist_request": delist_request, "steps": timeline(delist_request)},
+        {
+            "delist_request": delist_request,
+            "steps": timeline(delist_request),
+            # Only while something is about to change does the page's script look again.
+            "refresh": delist_request.state in REFRESHING_STATES,
+        },
     )

@@ -22,6 +22,33 @@ from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"  # git-ignored
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's: Playwright's own download does not work here
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Debian Chromium driven by Playwright."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (or bash .ci/browser-tools.sh)")
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # Playwright's sync API keeps an event loop in this thread, which Django's guard against
+    # database calls from async code mistakes for one: the tests themselves are plain sync code.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
 
 
 def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.2):

@@ -2,7 +2,6 @@
 queue; the screenshots land in test-artifacts/screenshots/ (not committed)."""
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -12,38 +11,16 @@ from blocklist.ip import parse_ip
 from blocklist.services import entries_covering
 from requests_app import services
 from requests_app.models import DelistRequest, State
+from tests.e2e.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-
 
 @pytest.fixture
-def page(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # meanwhile are still plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
-        finally:
-            browser.close()
+def page(chromium):
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    yield page
+    page.close()
 
 
 def desk_with_work(listing):
@@ -81,7 +58,6 @@ def desk_with_work(listing):
 def test_the_dashboard_and_review_queue_in_a_browser(page, live_server, listing):
     desk_with_work(listing)
     User.objects.create_superuser("desk", "desk@example.org", "a-long-password-1")
-    SHOTS.mkdir(parents=True, exist_ok=True)
 
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "desk")
@@ -93,10 +69,10 @@ def test_the_dashboard_and_review_queue_in_a_browser(page, live_server, listing)
     page.goto(f"{live_server.url}/admin/requests_app/delistrequest/dashboard/")
     assert page.locator("svg[role=img]").count() == 2
     assert page.get_by_text("2 requests waiting").is_visible()
-    page.screenshot(path=str(SHOTS / "admin-dashboard.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "admin-dashboard.png"), full_page=True)
 
     page.goto(f"{live_server.url}/admin/requests_app/reviewqueue/")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 2
     assert "37.120.8.1" in rows.first.inner_text()  # oldest first
-    page.screenshot(path=str(SHOTS / "admin-review-queue.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "admin-review-queue.png"), full_page=True)
