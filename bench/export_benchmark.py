@@ -139,6 +139,27 @@ def measure(argv: list[str], env: dict, folder: Path, output: Path | None = None
     return wall, int(report.read_text().split()[-1]) / 1024  # GNU time reports KiB
 
 
+def scratch_database(name: str, *, keep: bool) -> tuple[str, psycopg2.extensions.connection, bool]:
+    """(URL, admin connection, whether it was kept) of a database beside DATABASE_URL's.
+
+    Made anew unless keep is set and it exists already.
+    """
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        sys.exit("set DATABASE_URL to a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/delist")
+    parts = urlparse(base)
+    admin = psycopg2.connect(urlunparse(parts._replace(path="/postgres")))
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        exists = cursor.fetchone() is not None
+        if exists and not keep:
+            cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        if not (exists and keep):
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    return urlunparse(parts._replace(path=f"/{name}")), admin, exists and keep
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="active entries to load")
@@ -148,20 +169,7 @@ def main() -> None:
     parser.add_argument("--formats", default="plain,postfix,rbldnsd,json")
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("set DATABASE_URL to a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/delist")
-    parts = urlparse(base)
-    url = urlunparse(parts._replace(path=f"/{args.database}"))
-    admin = psycopg2.connect(urlunparse(parts._replace(path="/postgres")))
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database])
-        exists = cursor.fetchone() is not None
-        if exists and not args.keep:
-            cursor.execute(f'DROP DATABASE "{args.database}" WITH (FORCE)')
-        if not exists or not args.keep:
-            cursor.execute(f'CREATE DATABASE "{args.database}"')
+    url, admin, kept = scratch_database(args.database, keep=args.keep)
     folder = Path(tempfile.mkdtemp(prefix="delist-bench-"))
     env = {
         **os.environ,
@@ -178,7 +186,7 @@ def main() -> None:
         subprocess.run(
             [python, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True
         )
-        if not (exists and args.keep):
+        if not kept:
             load(url, args.rows, folder)
         startup = [measure([python, "manage.py", "check"], env, folder) for _ in range(args.repeat)]
         print(f"Django start-up alone (manage.py check): {statistics.median(w for w, _ in startup):.2f} s\n")

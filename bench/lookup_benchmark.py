@@ -21,9 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
-
-import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import export_benchmark as data  # noqa: E402  (the shared loader)
@@ -68,20 +65,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit("set DATABASE_URL to a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/delist")
-    parts = urlparse(base)
-    url = urlunparse(parts._replace(path=f"/{args.database}"))
-    admin = psycopg2.connect(urlunparse(parts._replace(path="/postgres")))
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database])
-        exists = cursor.fetchone() is not None
-        if exists and not args.keep:
-            cursor.execute(f'DROP DATABASE "{args.database}" WITH (FORCE)')
-        if not (exists and args.keep):
-            cursor.execute(f'CREATE DATABASE "{args.database}"')
+    url, admin, kept = data.scratch_database(args.database, keep=args.keep)
     folder = Path(tempfile.mkdtemp(prefix="delist-bench-"))
     os.environ.update(
         DJANGO_SETTINGS_MODULE="delist_portal.settings",
@@ -98,7 +82,7 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, check=True
         )
-        if not (exists and args.keep):
+        if not kept:
             data.load(url, args.rows, folder)
         sys.path.insert(0, str(ROOT))
         import django
