@@ -4,7 +4,8 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN useradd --system --home /app portal && mkdir -p /app/var && chown portal /app/var
+# var/exports exists in the image so a named volume mounted there starts owned by portal.
+RUN useradd --system --home /app portal && mkdir -p /app/var/exports && chown -R portal /app/var
 USER portal
 EXPOSE 8000
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", "delist_portal.wsgi"]
