@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from blocklist import audit
 from blocklist.ip import IPNetwork, parse_network
 from blocklist.models import DEFAULT_CODE, Entry, Event, code_validator
-from blocklist.services import ADDED, RELISTED, UNCHANGED, _close_expired, entry_list, new_entry
+from blocklist.services import ADDED, RELISTED, UNCHANGED, entries_close_lapsed, entry_list, new_entry
 
 BATCH = 1000
 KEPT_REJECTIONS = 100  # kept for display; all are reported through on_reject
@@ -193,7 +193,7 @@ def _upsert(rows: list[Row], *, default_source: str) -> Counter:
     }
     lapsed = [e.pk for e in live.values() if not e.is_active(now)]
     if lapsed:
-        _close_expired(lapsed, now=now)
+        entries_close_lapsed(lapsed, now=now)
         live = {network: e for network, e in live.items() if e.pk not in lapsed}
     listed_before = set(
         Entry.objects.filter(network__in=[n for n in by_network if n not in live]).values_list(

@@ -69,7 +69,7 @@ def entry_list(
         if live is not None:
             if live.is_active(now):
                 return live, UNCHANGED
-            _close_expired([live.pk], now=now)
+            entries_close_lapsed([live.pk], now=now)
         entry = new_entry(
             network,
             reason=reason,
@@ -129,7 +129,7 @@ def entries_delist(
     return len(ids)
 
 
-def _close_expired(entry_ids: list[int], *, now: datetime) -> None:
+def entries_close_lapsed(entry_ids: list[int], *, now: datetime) -> None:
     Entry.objects.filter(pk__in=entry_ids).update(delisted_at=now, delisted_by="expiry")
     audit.record_entries(audit.Action.ENTRY_EXPIRED, entry_ids, actor=audit.WORKER, at=now)
 
@@ -144,7 +144,7 @@ def entries_expire(*, now: datetime | None = None) -> int:
             .values_list("pk", flat=True)
         )
         if ids:
-            _close_expired(ids, now=now)
+            entries_close_lapsed(ids, now=now)
     if ids:
         logger.info("expired %d entr%s", len(ids), "y" if len(ids) == 1 else "ies")
     return len(ids)

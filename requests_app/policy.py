@@ -9,6 +9,7 @@ from django.conf import settings
 
 from blocklist import audit
 from blocklist.models import Entry
+from requests_app.models import DelistRequest
 
 
 def allows_self_service(entries: Sequence[Entry]) -> bool:
@@ -20,8 +21,6 @@ def allows_self_service(entries: Sequence[Entry]) -> bool:
 
 
 def self_service_delistings(ip: str, *, since: datetime) -> int:
-    from requests_app.models import DelistRequest
-
     return DelistRequest.objects.filter(ip=ip, decided_by=audit.SELF_SERVICE, decided_at__gte=since).count()
 
 
