@@ -18,6 +18,7 @@ import argparse
 import filecmp
 import ipaddress
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -160,6 +161,15 @@ def scratch_database(name: str, *, keep: bool) -> tuple[str, psycopg2.extensions
     return urlunparse(parts._replace(path=f"/{name}")), admin, exists and keep
 
 
+def clean_up(folder: Path, admin, name: str, *, keep: bool) -> None:
+    """Remove the scratch folder, and the scratch database unless it is kept."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if not keep:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="active entries to load")
@@ -226,13 +236,7 @@ def main() -> None:
             exported.unlink()
             copied.unlink()
     finally:
-        for path in sorted(folder.rglob("*"), reverse=True):
-            path.rmdir() if path.is_dir() else path.unlink()
-        folder.rmdir()
-        if not args.keep:
-            with admin.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-        admin.close()
+        clean_up(folder, admin, args.database, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -116,13 +116,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        for path in sorted(folder.rglob("*"), reverse=True):
-            path.rmdir() if path.is_dir() else path.unlink()
-        folder.rmdir()
-        if not args.keep:
-            with admin.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-        admin.close()
+        data.clean_up(folder, admin, args.database, keep=args.keep)
 
 
 if __name__ == "__main__":
