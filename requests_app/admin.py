@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -167,7 +168,14 @@ class ReviewQueueAdmin(DelistRequestAdmin):
     ordering = ["confirmed_at", "pk"]  # the changelist's ordering wins over get_queryset's
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(state=State.NEEDS_REVIEW)
+        # Why each request is here, in the same query rather than one per row.
+        why = Event.objects.filter(request=OuterRef("pk"), action=Event.Action.SENT_TO_REVIEW).order_by("-at")
+        return (
+            super()
+            .get_queryset(request)
+            .filter(state=State.NEEDS_REVIEW)
+            .annotate(review_reason=Subquery(why.values("reason")[:1]))
+        )
 
     @admin.display(description=_("waiting"))
     def waiting(self, request: DelistRequest) -> str:
@@ -175,5 +183,4 @@ class ReviewQueueAdmin(DelistRequestAdmin):
 
     @admin.display(description=_("why in review"))
     def why(self, request: DelistRequest) -> str:
-        event = request.events.filter(action=Event.Action.SENT_TO_REVIEW).order_by("-at").first()
-        return event.reason if event else "-"
+        return request.review_reason or "-"

@@ -243,7 +243,7 @@ class SweepResult:
     def __str__(self) -> str:
         return (
             f"{self.delistings_applied} delisting(s) applied, {self.requests_expired} request(s) expired, "
-            f"{self.entries_expired} entr(y/ies) expired, {self.mails_sent} mail(s) sent"
+            f"{self.entries_expired} entry(ies) expired, {self.mails_sent} mail(s) sent"
         )
 
 

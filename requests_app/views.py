@@ -5,7 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_ratelimit.core import is_ratelimited
 
 from blocklist.services import entries_covering
@@ -126,6 +126,7 @@ def confirm_link(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest) -> HttpResponse:
     token = request.session.get(SESSION_TOKEN, "")
     if request.method == "POST":
@@ -135,8 +136,6 @@ def confirm(request: HttpRequest) -> HttpResponse:
             return _invalid_link(request, e)
         request.session.pop(SESSION_TOKEN, None)
         return redirect("requests:status", key=delist_request.status_key)
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponse(status=405, headers={"Allow": "GET, HEAD, POST"})
     try:
         delist_request = services.request_for_token(token)
     except services.ConfirmationError as e:

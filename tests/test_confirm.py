@@ -157,3 +157,7 @@ def test_an_entry_that_disallows_self_service_sends_the_request_to_review(
     press_delist(client, link, django_capture_on_commit_callbacks)
     request.refresh_from_db()
     assert request.state == State.NEEDS_REVIEW
+
+
+def test_the_confirm_page_answers_only_get_head_and_post(client, db):
+    assert client.put(reverse("requests:confirm")).status_code == 405
