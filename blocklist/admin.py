@@ -18,7 +18,7 @@ from blocklist import services
 from blocklist.importing import blocklist_import, detect_format
 from blocklist.ip import parse_ip, parse_network
 from blocklist.models import Entry, Event
-from delist_portal.admin_base import ReadOnlyInline
+from portal_lib.admin_base import ReadOnlyInline
 
 
 class StatusFilter(admin.SimpleListFilter):

@@ -10,7 +10,7 @@ from blocklist.exports import CONTENT_TYPES, FILE_NAMES, export_chunks
 from blocklist.formats import delist_url, entry_json
 from blocklist.ip import parse_ip
 from blocklist.services import entries_covering
-from delist_portal.client_ip import ratelimit_key
+from portal_lib.client_ip import ratelimit_key
 
 
 def _api_rate(group, request) -> str:

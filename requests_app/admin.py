@@ -15,7 +15,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
 from blocklist.models import Event
-from delist_portal.admin_base import ReadOnlyInline
+from portal_lib.admin_base import ReadOnlyInline
 from requests_app import dashboard, services
 from requests_app.models import DelistRequest, Mail, ReviewQueue, State
 

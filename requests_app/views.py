@@ -9,7 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_ratelimit.core import is_ratelimited
 
 from blocklist.services import entries_covering
-from delist_portal.client_ip import client_ip, ratelimit_key
+from portal_lib.client_ip import client_ip, ratelimit_key
 from requests_app import policy, services
 from requests_app.forms import CheckForm, DelistRequestForm
 from requests_app.models import DelistRequest, State

@@ -1,0 +1,1 @@
+"""Small helpers that both apps use; nothing here knows about either app."""
