@@ -30,6 +30,9 @@ class DelistRequest(models.Model):
     """A sender's request to delist one IP, confirmed through one email address."""
 
     email = models.EmailField(_("email"))
+    # The normalized recipient (requests_app.mailboxes): what the mail limits count.
+    mailbox = models.CharField(_("mailbox"), max_length=254, editable=False, default="")
+    email_domain = models.CharField(_("recipient domain"), max_length=253, editable=False, default="")
     ip = models.GenericIPAddressField(_("IP address"), unpack_ipv4=True)
     state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.PENDING)
     status_key = models.CharField(max_length=32, unique=True, default=new_status_key, editable=False)
@@ -64,6 +67,8 @@ class DelistRequest(models.Model):
             models.Index(fields=["state", "effective_at"], name="request_due_idx"),
             models.Index(fields=["email", "ip", "state"], name="request_sender_idx"),
             models.Index(fields=["ip", "decided_at"], name="request_ip_decided_idx"),
+            models.Index(fields=["mailbox", "created_at"], name="request_mailbox_idx"),
+            models.Index(fields=["email_domain", "created_at"], name="request_domain_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -110,6 +115,8 @@ class Mail(models.Model):
         verbose_name_plural = _("mails")
         ordering = ["created_at"]
         indexes = [
+            # The portal-wide mail ceiling counts recent confirmation mails.
+            models.Index(fields=["kind", "created_at"], name="mail_kind_created_idx"),
             models.Index(
                 fields=["due_at"],
                 name="mail_unsent_idx",
