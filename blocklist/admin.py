@@ -187,7 +187,8 @@ class EntryAdmin(admin.ModelAdmin):
             },
         )
 
-    @admin.action(description=_("Relist selected entries"), permissions=["change"])
+    # Relisting creates entries, like adding one.
+    @admin.action(description=_("Relist selected entries"), permissions=["add"])
     def relist(self, request: HttpRequest, queryset):
         actor = request.user.get_username()
         outcomes = [services.entry_relist(e, actor=actor)[1] for e in queryset if not e.is_active()]
@@ -200,8 +201,16 @@ class EntryAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        # An import adds entries and can change the terms of live ones.
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        context = {**(extra_context or {}), "has_import_permission": self.has_import_permission(request)}
+        return super().changelist_view(request, context)
+
     def import_view(self, request: HttpRequest):
-        if not self.has_add_permission(request):
+        if not self.has_import_permission(request):
             raise PermissionDenied
         form = ImportForm(request.POST or None, request.FILES or None)
         summary = None

@@ -93,6 +93,7 @@ class Event(models.Model):
         SENT_TO_REVIEW = "sent_to_review", _("sent to review")
         APPROVED = "approved", _("approved")
         REJECTED = "rejected", _("rejected")
+        REVOKED = "revoked", _("approval revoked")
         COMPLETED = "completed", _("completed")
         EXPIRED = "expired", _("request expired")
 

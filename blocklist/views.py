@@ -4,24 +4,34 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_safe
-from django_ratelimit.decorators import ratelimit
 
 from blocklist.exports import CONTENT_TYPES, FILE_NAMES, export_chunks
 from blocklist.formats import delist_url, entry_json
 from blocklist.ip import parse_ip
 from blocklist.services import entries_covering
-from portal_lib.client_ip import ratelimit_key
+from portal_lib.rates import client_limited
 
 
-def _api_rate(group, request) -> str:
-    return settings.DELIST_API_RATE
+def _too_many(request) -> JsonResponse | None:
+    """429 with Retry-After once this client is past DELIST_API_RATE."""
+    limited = client_limited(request, group="api", rate=settings.DELIST_API_RATE)
+    if limited is None:
+        return None
+    response = JsonResponse(
+        {
+            "error": f"too many requests; try again in {limited.retry_after} s",
+            "retry_after": limited.retry_after,
+        },
+        status=429,
+    )
+    response["Retry-After"] = str(limited.retry_after)
+    return response
 
 
 @require_safe
-@ratelimit(key=ratelimit_key, rate=_api_rate, block=False)
 def api_ip(request, ip: str):
-    if getattr(request, "limited", False):
-        return JsonResponse({"error": "too many requests; slow down"}, status=429)
+    if refused := _too_many(request):
+        return refused
     try:
         address = parse_ip(ip)
     except ValidationError as e:
@@ -45,14 +55,13 @@ def _bearer_token(request) -> str | None:
 
 
 @require_safe
-@ratelimit(key=ratelimit_key, rate=_api_rate, block=False)
 def api_export(request, fmt: str):
     """The export in one format, streamed, for mail servers holding EXPORT_TOKEN."""
     if not settings.EXPORT_TOKEN:
         # The export API is off: look exactly like a URL that does not exist.
         return JsonResponse({"error": "not found"}, status=404)
-    if getattr(request, "limited", False):
-        return JsonResponse({"error": "too many requests; slow down"}, status=429)
+    if refused := _too_many(request):
+        return refused
     token = _bearer_token(request)
     if token is None:
         response = JsonResponse(

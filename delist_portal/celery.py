@@ -21,6 +21,11 @@ def _schedule_sweep(sender, **kwargs) -> None:
     interval = settings.DELIST_SWEEP_INTERVAL
     # A sweep not started within one interval is dropped: the next one does the same work.
     sender.add_periodic_task(interval, sender.signature("requests_app.sweep"), name="sweep", expires=interval)
+    # Mail has a task of its own: a hanging SMTP server never holds a due delisting back.
+    sender.add_periodic_task(
+        interval, sender.signature("requests_app.mails_send_due"), name="mails_send_due", expires=interval
+    )
+    sender.add_periodic_task(3600, sender.signature("requests_app.sessions_clear"), name="sessions_clear")
     for key in ("data_folder_in", "data_folder_out", "control_folder"):
         folder = (settings.CELERY_BROKER_TRANSPORT_OPTIONS or {}).get(key)
         if folder:

@@ -52,3 +52,15 @@ def envint(name: str, default: int) -> int:
 
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
+
+
+def envrate(name: str, default: str) -> str:
+    """A rate in django-ratelimit's form (10/h, 120/m, 500/2h), checked at start-up."""
+    from portal_lib.rates import parse_rate
+
+    value = envstr(name, default).strip()
+    try:
+        parse_rate(value)
+    except ValueError as e:
+        raise ImproperlyConfigured(f"{name}: {e}") from None
+    return value

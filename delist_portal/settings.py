@@ -3,22 +3,51 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
-from delist_portal.env import envbool, envint, envlist, envsecret, envstr
+from delist_portal.env import envbool, envint, envlist, envrate, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = envbool("DEBUG", False)
+# Placeholders this repository has shipped in .env.example: a copied example is no secret.
+SECRET_KEY_PLACEHOLDERS = {"change-me-to-a-long-random-string", "replace-me-with-a-generated-key"}
+
+
+def _secret_key_weakness(key: str) -> str | None:
+    """Why Django's security.W009 would call KEY guessable (or it is our placeholder), or None."""
+    if key in SECRET_KEY_PLACEHOLDERS:
+        return "is the placeholder from .env.example"
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        return f"starts with {SECRET_KEY_INSECURE_PREFIX!r}"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"is shorter than {SECRET_KEY_MIN_LENGTH} characters"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"has fewer than {SECRET_KEY_MIN_UNIQUE_CHARACTERS} different characters"
+    return None
+
+
 SECRET_KEY = envsecret("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required unless DEBUG=true")
     SECRET_KEY = secrets.token_urlsafe(50)
+elif not DEBUG and (weakness := _secret_key_weakness(SECRET_KEY)):
+    # Sessions, CSRF tokens and password-reset links are only as strong as this key.
+    raise ImproperlyConfigured(
+        f"SECRET_KEY {weakness}: generate one with "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 
 HTTPS = envbool("HTTPS", not DEBUG)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1")
@@ -32,12 +61,17 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",
+    "axes",
     "blocklist",
     "requests_app",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before whitenoise, so static files carry the headers too.
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -46,6 +80,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a flagged login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "delist_portal.urls"
@@ -87,6 +123,10 @@ def _database(url: str | None) -> dict:
 
 
 DATABASES = {"default": _database(envsecret("DATABASE_URL"))}
+# Persistent connections, checked before each request's first use: web and worker outlive a
+# PostgreSQL restart without a restart of their own.
+DATABASES["default"]["CONN_MAX_AGE"] = envint("CONN_MAX_AGE", 300)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and worker share the file: wait for locks instead of failing, and take the
     # write lock up front so two writers never deadlock on a lock upgrade.
@@ -140,35 +180,113 @@ EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
 EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
 EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
-EMAIL_TIMEOUT = 10
+# Short: an SMTP server that accepts and then hangs costs one mail's attempt, not the worker.
+EMAIL_TIMEOUT = 5
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "delist@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # The delist flow. Ranges are enforced by system checks (requests_app/checks.py).
 DELIST_PROPAGATION_DELAY = envint("DELIST_PROPAGATION_DELAY", 3600)
 DELIST_TOKEN_TTL = envint("DELIST_TOKEN_TTL", 3600)
+DELIST_MAIL_GIVE_UP = envint("DELIST_MAIL_GIVE_UP", 172800)
 DELIST_SWEEP_INTERVAL = envint("DELIST_SWEEP_INTERVAL", 30)
 # Review policy: past LIMIT self-service delistings of one IP within WINDOW_DAYS, a person decides.
 DELIST_SELF_SERVICE_LIMIT = envint("DELIST_SELF_SERVICE_LIMIT", 3)
 DELIST_SELF_SERVICE_WINDOW_DAYS = envint("DELIST_SELF_SERVICE_WINDOW_DAYS", 90)
 DELIST_REVIEW_ALL = envbool("DELIST_REVIEW_ALL", False)
-DELIST_SUBMIT_RATE = envstr("DELIST_SUBMIT_RATE", "10/h")
-DELIST_API_RATE = envstr("DELIST_API_RATE", "120/m")
+# A reviewer approving a range with a shorter prefix than these needs to be a superuser.
+DELIST_REVIEW_WIDE_PREFIX_V4 = envint("DELIST_REVIEW_WIDE_PREFIX_V4", 24)
+DELIST_REVIEW_WIDE_PREFIX_V6 = envint("DELIST_REVIEW_WIDE_PREFIX_V6", 48)
+# Abuse limits (README, "Limits"). Per client: django-ratelimit in the cache, IPv6 per /64.
+DELIST_SUBMIT_RATE = envrate("DELIST_SUBMIT_RATE", "10/h")
+DELIST_LOOKUP_RATE = envrate("DELIST_LOOKUP_RATE", "60/m")
+DELIST_API_RATE = envrate("DELIST_API_RATE", "120/m")
+RATELIMIT_IP_META_KEY = "portal_lib.client_ip.ratelimit_ip"
+RATELIMIT_IPV6_MASK = envint("RATELIMIT_IPV6_MASK", 64)
+# Confirmation mails, counted exactly in the database from the mails themselves.
+DELIST_MAILBOX_RATE = envrate("DELIST_MAILBOX_RATE", "5/h")
+DELIST_DOMAIN_RATE = envrate("DELIST_DOMAIN_RATE", "50/h")
+DELIST_MAIL_RATE = envrate("DELIST_MAIL_RATE", "500/h")
 
 EXPORT_DIR = envsecret("EXPORT_DIR") or None
 EXPORT_TOKEN = envsecret("EXPORT_TOKEN") or None
 
+# Read whatever HTTPS says, so a typo stops start-up in a lab too.
+HSTS_INCLUDE_SUBDOMAINS = envbool("HSTS_INCLUDE_SUBDOMAINS", True)
+HSTS_PRELOAD = envbool("HSTS_PRELOAD", True)
 if HTTPS:
     SECURE_SSL_REDIRECT = True
     SECURE_HSTS_SECONDS = 31536000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = HSTS_INCLUDE_SUBDOMAINS
+    SECURE_HSTS_PRELOAD = HSTS_PRELOAD
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    # Behind a TLS-terminating proxy the scheme arrives in this header.
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    if TRUSTED_PROXY_COUNT > 0:
+        # The TLS-terminating proxy says the scheme in this header. Without a proxy anyone could
+        # send it, and a plain-HTTP request would pass for a secure one.
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = [PORTAL_BASE_URL] if PORTAL_BASE_URL.startswith("http") else []
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+
+# Everything comes from our own origin: no inline script or style, Django's admin included
+# (tests/e2e/test_content_security_policy.py walks the pages in Chromium).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+# Powerful browser features the portal never uses: denied to it and to anything it might embed.
+# Only names Chromium knows (it warns on others; the browser test fails on that warning).
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "browsing-topics",  # the Topics API, and FLoC's interest-cohort before it
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "interest-cohort",
+        "local-fonts",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out login before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Admin login lockout (README, "The abuse desk"): 5 failures for one username from one client
+# address lock that pair for 30 minutes; another address, or another account, is not affected.
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=30)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The address the rate limits and records use, so TRUSTED_PROXY_COUNT decides here too.
+AXES_CLIENT_IP_CALLABLE = "portal_lib.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "requests_app.admin.lockout_response"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -199,12 +317,26 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "server": {"format": "[%(asctime)s] %(message)s"},
+    },
+    # Tokens of confirmation links never reach a log (django.request logs every 404's path).
+    "filters": {"redact_links": {"()": "portal_lib.log_redaction.RedactConfirmationLinks"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_links"]},
+        # runserver's request lines, as Django logs them, redacted too.
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "server",
+            "filters": ["redact_links"],
+        },
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "blocklist": {"level": "INFO"},
         "requests_app": {"level": "INFO"},
         "delist_portal": {"level": "INFO"},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
     },
 }

@@ -2,6 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 
 from delist_portal import views
+from portal_lib.admin_base import BoundedLoginForm
+
+admin.site.login_form = BoundedLoginForm
 
 urlpatterns = [
     path("", include("requests_app.urls")),

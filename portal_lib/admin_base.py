@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.validators import MaxLengthValidator
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -15,3 +17,16 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class BoundedLoginForm(AdminAuthenticationForm):
+    """The admin login, with the username's length enforced before anyone looks it up.
+
+    Django only sets the HTML maxlength; without a validator a 5,000-character username reaches
+    authenticate() and the lockout's records, which hold 255.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.validators.append(MaxLengthValidator(field.max_length or 150))

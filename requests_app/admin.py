@@ -1,20 +1,28 @@
-"""Delist requests in the admin: the review queue, approve and reject, each request's history."""
+"""Delist requests in the admin: the review queue, approve, reject and revoke, each request's history."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from axes.helpers import get_cool_off
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
-from django.http import HttpRequest
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.html import format_html_join
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
-from blocklist.models import Event
+from blocklist.models import Entry, Event
 from portal_lib.admin_base import ReadOnlyInline
 from requests_app import dashboard, services
 from requests_app.models import DelistRequest, Mail, ReviewQueue, State
@@ -33,10 +41,93 @@ class MailInline(ReadOnlyInline):
     fields = ["kind", "created_at", "sent_at", "cancelled_at", "attempts", "last_error"]
 
 
-class RejectForm(forms.Form):
+class ReasonForm(forms.Form):
+    """Why a reviewer rejects a request or revokes its approval: the sender reads it."""
+
     reason = forms.CharField(
         label=_("reason the sender will read"), widget=forms.Textarea(attrs={"rows": 4}), max_length=2000
     )
+
+
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def address_count(entry: Entry) -> str:
+    """How many addresses an entry's network holds, readably: "65,536", or "2⁸⁰ ≈ 1.2 × 10²⁴"."""
+    network = entry.ip_network
+    size = network.num_addresses
+    if size <= 2**32:  # every IPv4 size still reads well in full
+        return number_format(size, force_grouping=True)
+    mantissa, exponent = f"{size:.1e}".split("e")
+    bits = str(network.max_prefixlen - network.prefixlen)
+    return f"2{bits.translate(_SUPERSCRIPT)} ≈ {mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
+
+def is_wide(entry: Entry) -> bool:
+    """A range so wide that approving its delisting takes a superuser (DELIST_REVIEW_WIDE_PREFIX_*)."""
+    if entry.version == 4:
+        return entry.prefix_len < settings.DELIST_REVIEW_WIDE_PREFIX_V4
+    return entry.prefix_len < settings.DELIST_REVIEW_WIDE_PREFIX_V6
+
+
+@dataclass
+class Delisting:
+    """One network an approval will delist, as the confirmation page shows it."""
+
+    entry: Entry
+    size: str
+    wide: bool
+
+
+@dataclass
+class Approval:
+    """What approving one selected request would do, and whether this reviewer may."""
+
+    request: DelistRequest
+    delistings: list[Delisting]
+    waiting: bool  # still waiting for a decision; otherwise approving leaves it alone
+    needs_superuser: bool  # covers a wide range and the reviewer is not a superuser
+
+    @property
+    def allowed(self) -> bool:
+        return self.waiting and not self.needs_superuser
+
+
+def approvals(queryset: QuerySet[DelistRequest], *, superuser: bool) -> list[Approval]:
+    plans = []
+    for request in queryset.prefetch_related("entries"):
+        delistings = [
+            Delisting(entry, address_count(entry), is_wide(entry))
+            for entry in sorted(request.entries.all(), key=lambda e: (e.version, e.prefix_len, e.network))
+        ]
+        plans.append(
+            Approval(
+                request=request,
+                delistings=delistings,
+                waiting=request.state == State.NEEDS_REVIEW,
+                needs_superuser=not superuser and any(d.wide for d in delistings),
+            )
+        )
+    return plans
+
+
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict | None = None
+) -> HttpResponse:
+    """django-axes' answer to a locked-out admin login (AXES_LOCKOUT_CALLABLE): the admin's own
+    look, when to try again, and 429 with Retry-After."""
+    now = timezone.now()
+    # Every attempt during the lockout starts the cool-off again, so it ends a cool-off from now;
+    # the next whole minute after that is a time a person can read and trust.
+    retry_at = (now + get_cool_off(request)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    response = render(
+        request,
+        "admin/lockout.html",
+        {**admin.site.each_context(request), "title": _("Too many failed logins"), "retry_at": retry_at},
+        status=settings.AXES_HTTP_RESPONSE_CODE,
+    )
+    response["Retry-After"] = str(math.ceil((retry_at - now).total_seconds()))
+    return response
 
 
 class DelistRequestAdmin(admin.ModelAdmin):
@@ -45,7 +136,7 @@ class DelistRequestAdmin(admin.ModelAdmin):
     search_fields = ["ip", "email"]
     date_hierarchy = "created_at"
     inlines = [TimelineInline, MailInline]
-    actions = ["approve", "reject"]
+    actions = ["approve", "reject", "revoke"]
     fields = [
         "ip",
         "email",
@@ -101,22 +192,56 @@ class DelistRequestAdmin(admin.ModelAdmin):
     def has_review_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("requests_app.review_delistrequest")
 
-    @admin.action(description=_("Approve selected requests"), permissions=["review"])
+    @admin.action(description=_("Approve selected requests…"), permissions=["review"])
     def approve(self, request: HttpRequest, queryset):
+        # Evaluated before anything changes: the queue's queryset drops requests once approved.
+        plans = approvals(queryset, superuser=request.user.is_superuser)
+        if "confirm" not in request.POST:
+            return self._action_page(
+                request,
+                "admin/requests_app/approve.html",
+                title=_("Approve delist requests"),
+                plans=plans,
+                requests=[plan.request for plan in plans],
+                approvable=sum(plan.allowed for plan in plans),
+                wide_v4=settings.DELIST_REVIEW_WIDE_PREFIX_V4,
+                wide_v6=settings.DELIST_REVIEW_WIDE_PREFIX_V6,
+            )
         actor = request.user.get_username()
-        approved = sum(services.request_approve(request=r, actor=actor) for r in queryset)
-        skipped = queryset.count() - approved
-        self.message_user(request, _("Approved %(count)d requests.") % {"count": approved}, messages.SUCCESS)
+        approved = sum(
+            services.request_approve(request=plan.request, actor=actor) for plan in plans if plan.allowed
+        )
+        refused = sum(plan.waiting and plan.needs_superuser for plan in plans)
+        skipped = len(plans) - approved - refused
+        if approved or not (refused or skipped):
+            self.message_user(
+                request, _("Approved %(count)d requests.") % {"count": approved}, messages.SUCCESS
+            )
+        if refused:
+            self.message_user(
+                request,
+                _(
+                    "%(count)d cover a range wider than /%(v4)d (IPv4) or /%(v6)d (IPv6): only a superuser "
+                    "may approve them, so they stay in review."
+                )
+                % {
+                    "count": refused,
+                    "v4": settings.DELIST_REVIEW_WIDE_PREFIX_V4,
+                    "v6": settings.DELIST_REVIEW_WIDE_PREFIX_V6,
+                },
+                messages.ERROR,
+            )
         if skipped:
             self.message_user(
                 request,
                 _("%(count)d were not waiting for review and were left alone.") % {"count": skipped},
                 messages.WARNING,
             )
+        return None
 
     @admin.action(description=_("Reject selected requests…"), permissions=["review"])
     def reject(self, request: HttpRequest, queryset):
-        form = RejectForm(request.POST if "reason" in request.POST else None)
+        form = ReasonForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():
             actor, reason = request.user.get_username(), form.cleaned_data["reason"]
             rejected = sum(services.request_reject(request=r, actor=actor, reason=reason) for r in queryset)
@@ -124,16 +249,51 @@ class DelistRequestAdmin(admin.ModelAdmin):
                 request, _("Rejected %(count)d requests.") % {"count": rejected}, messages.SUCCESS
             )
             return None
-        return TemplateResponse(
+        return self._action_page(
             request,
             "admin/requests_app/reject.html",
+            title=_("Reject delist requests"),
+            requests=queryset,
+            form=form,
+        )
+
+    @admin.action(description=_("Revoke the approval of selected requests…"), permissions=["review"])
+    def revoke(self, request: HttpRequest, queryset):
+        form = ReasonForm(request.POST if "reason" in request.POST else None)
+        if form.is_valid():
+            actor, reason = request.user.get_username(), form.cleaned_data["reason"]
+            selected = list(queryset)
+            revoked = sum(services.request_revoke(request=r, actor=actor, reason=reason) for r in selected)
+            self.message_user(
+                request, _("Revoked %(count)d approvals.") % {"count": revoked}, messages.SUCCESS
+            )
+            if len(selected) > revoked:
+                self.message_user(
+                    request,
+                    _("%(count)d were not approved or already due, and were left alone.")
+                    % {"count": len(selected) - revoked},
+                    messages.WARNING,
+                )
+            return None
+        return self._action_page(
+            request,
+            "admin/requests_app/revoke.html",
+            title=_("Revoke approvals"),
+            requests=queryset,
+            form=form,
+            now=timezone.now(),
+        )
+
+    def _action_page(self, request: HttpRequest, template: str, **context) -> TemplateResponse:
+        """The intermediate page an action shows before it changes anything."""
+        return TemplateResponse(
+            request,
+            template,
             {
                 **self.admin_site.each_context(request),
-                "title": _("Reject delist requests"),
-                "requests": queryset,
-                "form": form,
                 "opts": self.model._meta,
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                **context,
             },
         )
 
@@ -164,6 +324,7 @@ class ReviewQueueAdmin(DelistRequestAdmin):
 
     list_display = ["ip", "email", "waiting", "confirmed_at", "why"]
     list_filter = ["confirmed_at"]
+    actions = ["approve", "reject"]  # nothing here is approved yet, so nothing to revoke
     date_hierarchy = None
     ordering = ["confirmed_at", "pk"]  # the changelist's ordering wins over get_queryset's
 

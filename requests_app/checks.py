@@ -11,6 +11,10 @@ BOUNDS = {
     "TRUSTED_PROXY_COUNT": (0, 10, "reverse proxies in front of the portal"),
     "DELIST_SELF_SERVICE_LIMIT": (0, 1000, "self-service delistings of one IP per window"),
     "DELIST_SELF_SERVICE_WINDOW_DAYS": (1, 3650, "days the self-service limit counts"),
+    "RATELIMIT_IPV6_MASK": (32, 128, "prefix length that buckets IPv6 clients for rate limits"),
+    "DELIST_REVIEW_WIDE_PREFIX_V4": (0, 32, "IPv4 prefix below which approving needs a superuser"),
+    "DELIST_REVIEW_WIDE_PREFIX_V6": (0, 128, "IPv6 prefix below which approving needs a superuser"),
+    "DELIST_MAIL_GIVE_UP": (3600, 30 * 86400, "seconds after which an unsendable mail is marked failed"),
 }
 
 

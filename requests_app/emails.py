@@ -47,3 +47,7 @@ def send_needs_review(request: DelistRequest) -> None:
 
 def send_rejected(request: DelistRequest) -> None:
     _send("rejected", request, {})
+
+
+def send_revoked(request: DelistRequest) -> None:
+    _send("revoked", request, {})

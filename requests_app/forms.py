@@ -2,6 +2,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from blocklist.ip import parse_ip
+from requests_app.mailboxes import validate_deliverable
 
 
 class IPField(forms.CharField):
@@ -30,6 +31,7 @@ class DelistRequestForm(forms.Form):
     email = forms.EmailField(
         label=_("Email address"),
         max_length=254,
+        validators=[validate_deliverable],
         help_text=_("We send the confirmation link here."),
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )

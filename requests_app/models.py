@@ -19,11 +19,15 @@ class State(models.TextChoices):
     PENDING = "pending", _("waiting for confirmation")
     EXPIRED = "expired", _("expired")
     SUPERSEDED = "superseded", _("superseded")
-    CONFIRMED = "confirmed", _("confirmed")
     NEEDS_REVIEW = "needs_review", _("in review")
     APPROVED = "approved", _("approved")
     REJECTED = "rejected", _("rejected")
     COMPLETED = "completed", _("delisted")
+
+
+class ExpiryReason(models.TextChoices):
+    LINK_UNUSED = "link_unused", _("the confirmation link was not used in time")
+    UNDELIVERABLE = "undeliverable", _("the confirmation mail could not be delivered")
 
 
 class DelistRequest(models.Model):
@@ -41,7 +45,11 @@ class DelistRequest(models.Model):
 
     # Only a SHA-256 of the confirmation token; blanked once used or dead.
     token_hash = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    # Set when the confirmation mail first goes out: the link's lifetime starts then.
     token_expires_at = models.DateTimeField(_("link valid until"), null=True, blank=True)
+    expiry_reason = models.CharField(
+        _("why it expired"), max_length=20, choices=ExpiryReason.choices, blank=True, editable=False
+    )
 
     created_at = models.DateTimeField(_("submitted at"), default=timezone.now)
     confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
@@ -99,6 +107,7 @@ class Mail(models.Model):
         COMPLETED = "completed", _("delisting done")
         NEEDS_REVIEW = "needs_review", _("sent to review")
         REJECTED = "rejected", _("rejected by a reviewer")
+        REVOKED = "revoked", _("approval revoked by a reviewer")
 
     request = models.ForeignKey(DelistRequest, on_delete=models.CASCADE, related_name="mails")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -107,6 +116,10 @@ class Mail(models.Model):
     due_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # Unsendable for DELIST_MAIL_GIVE_UP: no further attempts.
+    failed_at = models.DateTimeField(null=True, blank=True)
+    # A confirmation's link is derived from this (requests_app.tokens): the same at every attempt.
+    token_nonce = models.CharField(max_length=32, blank=True, editable=False)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
 
@@ -120,8 +133,8 @@ class Mail(models.Model):
             models.Index(
                 fields=["due_at"],
                 name="mail_unsent_idx",
-                condition=Q(sent_at__isnull=True, cancelled_at__isnull=True),
-            )
+                condition=Q(sent_at__isnull=True, cancelled_at__isnull=True, failed_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:

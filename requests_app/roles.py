@@ -1,4 +1,4 @@
-"""The reviewer group: sees everything, approves and rejects, edits nothing.
+"""The reviewer group: sees everything, approves, rejects and revokes approvals, edits nothing.
 
 Kept in step with the code after every migrate, so a deployment never has to click
 permissions together by hand.

@@ -6,30 +6,29 @@ The database is the only record of what is due: tasks merely wake things up earl
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from blocklist import audit
 from blocklist.exports import exports_refresh_if_changed
 from blocklist.ip import IPAddress
 from blocklist.services import entries_covering, entries_delist, entries_expire
-from requests_app import emails, policy
-from requests_app.models import DelistRequest, Mail, State
-from requests_app.tokens import hash_token, looks_like_token, new_token
+from requests_app import limits, mailboxes, outbox, policy
+from requests_app.models import DelistRequest, ExpiryReason, Mail, State
+from requests_app.tokens import hash_token, split_link_token
 
 logger = logging.getLogger(__name__)
 
-# How long a sender claiming a mail holds it before another may retry.
-MAIL_LEASE = timedelta(minutes=5)
-# Unsent confirmations (SMTP away for long) give up after this.
-PENDING_MAX_AGE = timedelta(days=1)
+# Rows claimed per statement by the sweep's steps: memory stays flat however much is due.
+BATCH = 500
 
 
 class ConfirmationError(Exception):
@@ -47,28 +46,40 @@ class ConfirmationError(Exception):
 def request_submit(
     *, email: str, ip: IPAddress, language: str = "en", client_ip: str | None = None
 ) -> DelistRequest | None:
-    """Open a request and owe the sender a confirmation mail; None when the IP is not listed."""
+    """Open a request and owe the sender a confirmation mail; None when the IP is not listed.
+
+    Raises MailLimitReached when the mail limits leave no room: nothing is created then.
+    """
     if not entries_covering(ip).exists():
         return None
     now = timezone.now()
+    recipient = mailboxes.mailbox(email)
+    domain = mailboxes.recipient_domain(email)
     with transaction.atomic():
+        limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
         request = DelistRequest.objects.create(
-            email=email, ip=str(ip), language=language, client_ip=client_ip, created_at=now
+            email=email,
+            mailbox=recipient,
+            email_domain=domain,
+            ip=str(ip),
+            language=language,
+            client_ip=client_ip,
+            created_at=now,
         )
         audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
-        _supersede_pending(email=email, ip=str(ip), by=request, now=now)
-        _enqueue_after_commit(Mail.objects.create(request=request, kind=Mail.Kind.CONFIRMATION))
+        _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
+        outbox.owe_confirmation(request)
     logger.info("request %s submitted for %s", request.pk, request.ip)
     return request
 
 
-def _supersede_pending(*, email: str, ip: str, by: DelistRequest, now: datetime) -> None:
-    older = DelistRequest.objects.filter(email__iexact=email, ip=ip, state=State.PENDING).exclude(pk=by.pk)
+def _supersede_pending(*, mailbox: str, ip: str, by: DelistRequest, now: datetime) -> None:
+    older = DelistRequest.objects.filter(mailbox=mailbox, ip=ip, state=State.PENDING).exclude(pk=by.pk)
     ids = list(older.values_list("pk", flat=True))
     if not ids:
         return
     DelistRequest.objects.filter(pk__in=ids, state=State.PENDING).update(
-        state=State.SUPERSEDED, superseded_by=by, closed_at=now, token_expires_at=None
+        state=State.SUPERSEDED, superseded_by=by, closed_at=now, token_expires_at=None, token_hash=None
     )
     Mail.objects.filter(request_id__in=ids, sent_at__isnull=True, cancelled_at__isnull=True).update(
         cancelled_at=now
@@ -83,70 +94,117 @@ def _supersede_pending(*, email: str, ip: str, by: DelistRequest, now: datetime)
 # --- confirming -------------------------------------------------------------------
 
 
-def request_for_token(token: str, *, now: datetime | None = None) -> DelistRequest:
-    """The pending request a link belongs to, or ConfirmationError. Changes nothing."""
-    now = now or timezone.now()
-    if not looks_like_token(token):
-        raise ConfirmationError("unknown")
-    request = DelistRequest.objects.filter(token_hash=hash_token(token)).first()
-    if request is None:
-        raise ConfirmationError("unknown")
+def _why_not_pending(request: DelistRequest, *, now: datetime) -> ConfirmationError | None:
     if request.state == State.SUPERSEDED:
-        raise ConfirmationError("superseded", request)
+        return ConfirmationError("superseded", request)
     if request.state == State.EXPIRED or (
         request.state == State.PENDING and request.token_expires_at and request.token_expires_at <= now
     ):
-        raise ConfirmationError("expired", request)
+        return ConfirmationError("expired", request)
     if request.state != State.PENDING:
-        raise ConfirmationError("used", request)
+        return ConfirmationError("used", request)
+    return None
+
+
+def request_for_link(token: str, *, now: datetime | None = None) -> tuple[DelistRequest, str]:
+    """The pending request an emailed link belongs to and the hash that proves it, or
+    ConfirmationError. Changes nothing."""
+    now = now or timezone.now()
+    parts = split_link_token(token)
+    if parts is None:
+        raise ConfirmationError("unknown")
+    status_key, secret = parts
+    request = DelistRequest.objects.filter(status_key=status_key).first()
+    if request is None:
+        raise ConfirmationError("unknown")
+    if error := _why_not_pending(request, now=now):
+        raise error
+    token_hash = hash_token(secret)
+    if not hmac.compare_digest(request.token_hash or "", token_hash):
+        raise ConfirmationError("unknown")
+    return request, token_hash
+
+
+def request_for_confirmation(
+    *, request_id: object, token_hash: object, now: datetime | None = None
+) -> DelistRequest:
+    """The pending request whose link this browser opened (its id and the hash the session
+    keeps), or ConfirmationError. Changes nothing."""
+    now = now or timezone.now()
+    if not isinstance(token_hash, str) or not str(request_id).isdigit() or len(str(request_id)) > 18:
+        raise ConfirmationError("unknown")
+    request = DelistRequest.objects.filter(pk=int(str(request_id))).first()
+    if request is None:
+        raise ConfirmationError("unknown")
+    if error := _why_not_pending(request, now=now):
+        raise error
+    if not hmac.compare_digest(request.token_hash or "", token_hash):
+        raise ConfirmationError("unknown")
     return request
 
 
-def request_confirm(*, token: str, now: datetime | None = None) -> DelistRequest:
-    """The sender pressed Delist IP: record the covering entries and let policy decide."""
+def request_confirm(*, request_id: object, token_hash: object, now: datetime | None = None) -> DelistRequest:
+    """The sender pressed Delist IP: record the covering entries, and policy decides at once:
+    approved (self-service) or in review. There is no state in between."""
     now = now or timezone.now()
     with transaction.atomic():
-        request = request_for_token(token, now=now)
-        # Only one confirmation wins, even with two clicks at once.
-        if not DelistRequest.objects.filter(pk=request.pk, state=State.PENDING).update(
-            state=State.CONFIRMED, confirmed_at=now
+        request = request_for_confirmation(request_id=request_id, token_hash=token_hash, now=now)
+        entries = list(entries_covering(_ip(request), now=now))
+        why_review = policy.needs_review(request.ip, entries, now=now)
+        decision = (
+            {"state": State.NEEDS_REVIEW} if why_review else _approval(actor=audit.SELF_SERVICE, now=now)
+        )
+        # Only one confirmation wins, even with two clicks at once; the link dies with it.
+        if not DelistRequest.objects.filter(pk=request.pk, state=State.PENDING, token_hash=token_hash).update(
+            confirmed_at=now, token_hash=None, **decision
         ):
             raise ConfirmationError("used", request)
         request.refresh_from_db()
-        audit.record(audit.Action.CONFIRMED, actor=audit.SENDER, request=request, at=now)
-        entries = list(entries_covering(_ip(request), now=now))
         request.entries.set(entries)
-        why_review = policy.needs_review(request.ip, entries, now=now)
+        audit.record(audit.Action.CONFIRMED, actor=audit.SENDER, request=request, at=now)
         if why_review:
-            _send_to_review(request, reason=why_review, now=now)
+            audit.record(
+                audit.Action.SENT_TO_REVIEW,
+                actor=audit.SELF_SERVICE,
+                request=request,
+                reason=why_review,
+                at=now,
+            )
+            outbox.owe(request, Mail.Kind.NEEDS_REVIEW)
         else:
-            request_approve(request=request, actor=audit.SELF_SERVICE, now=now)
+            audit.record(audit.Action.APPROVED, actor=audit.SELF_SERVICE, request=request, at=now)
     logger.info("request %s confirmed: %s", request.pk, request.state)
     return request
+
+
+def _approval(*, actor: str, now: datetime, reason: str = "") -> dict:
+    """The fields of an approval, the same for self-service and reviewers."""
+    return {
+        "state": State.APPROVED,
+        "decided_at": now,
+        "decided_by": actor,
+        "effective_at": now + timedelta(seconds=settings.DELIST_PROPAGATION_DELAY),
+        "decision_reason": reason,
+    }
 
 
 def request_approve(
     *, request: DelistRequest, actor: str, reason: str = "", now: datetime | None = None
 ) -> bool:
-    """Schedule the delisting DELIST_PROPAGATION_DELAY from now; the same for self-service and
-    reviewers. False when the request is not waiting for a decision (someone else decided)."""
+    """A reviewer schedules the delisting DELIST_PROPAGATION_DELAY from now, as self-service
+    does. False when the request is not waiting for a decision (someone else decided)."""
     now = now or timezone.now()
-    effective_at = now + timedelta(seconds=settings.DELIST_PROPAGATION_DELAY)
     with transaction.atomic():
-        updated = DelistRequest.objects.filter(
-            pk=request.pk, state__in=[State.CONFIRMED, State.NEEDS_REVIEW]
-        ).update(
-            state=State.APPROVED,
-            decided_at=now,
-            decided_by=actor,
-            effective_at=effective_at,
-            decision_reason=reason,
+        updated = DelistRequest.objects.filter(pk=request.pk, state=State.NEEDS_REVIEW).update(
+            **_approval(actor=actor, reason=reason, now=now)
         )
         if updated:
             audit.record(audit.Action.APPROVED, actor=actor, request=request, reason=reason, at=now)
     request.refresh_from_db()
     if updated:
-        logger.info("request %s approved by %s, due at %s", request.pk, actor, effective_at.isoformat())
+        logger.info(
+            "request %s approved by %s, due at %s", request.pk, actor, request.effective_at.isoformat()
+        )
     return bool(updated)
 
 
@@ -161,20 +219,38 @@ def request_reject(*, request: DelistRequest, actor: str, reason: str, now: date
         )
         if updated:
             audit.record(audit.Action.REJECTED, actor=actor, request=request, reason=reason, at=now)
-            _enqueue_after_commit(Mail.objects.create(request=request, kind=Mail.Kind.REJECTED))
+            outbox.owe(request, Mail.Kind.REJECTED)
     request.refresh_from_db()
     if updated:
         logger.info("request %s rejected by %s", request.pk, actor)
     return bool(updated)
 
 
-def _send_to_review(request: DelistRequest, *, reason: str, now: datetime) -> None:
-    DelistRequest.objects.filter(pk=request.pk, state=State.CONFIRMED).update(state=State.NEEDS_REVIEW)
+def request_revoke(*, request: DelistRequest, actor: str, reason: str, now: datetime | None = None) -> bool:
+    """A reviewer takes back an approval before it is due; the request ends rejected, with a
+    reason the sender reads. False when it is not approved or already due (the sweep may be at it)."""
+    if not reason.strip():
+        raise ValueError("a revocation needs a reason the sender can read")
+    now = now or timezone.now()
+    with transaction.atomic():
+        # The claim: delisting_apply takes the same row only once effective_at has passed.
+        updated = DelistRequest.objects.filter(
+            pk=request.pk, state=State.APPROVED, effective_at__gt=now
+        ).update(
+            state=State.REJECTED,
+            decided_at=now,
+            decided_by=actor,
+            decision_reason=reason,
+            effective_at=None,  # nothing is due any more
+            closed_at=now,
+        )
+        if updated:
+            audit.record(audit.Action.REVOKED, actor=actor, request=request, reason=reason, at=now)
+            outbox.owe(request, Mail.Kind.REVOKED)
     request.refresh_from_db()
-    audit.record(
-        audit.Action.SENT_TO_REVIEW, actor=audit.SELF_SERVICE, request=request, reason=reason, at=now
-    )
-    _enqueue_after_commit(Mail.objects.create(request=request, kind=Mail.Kind.NEEDS_REVIEW))
+    if updated:
+        logger.info("request %s: approval revoked by %s", request.pk, actor)
+    return bool(updated)
 
 
 def _ip(request: DelistRequest) -> IPAddress:
@@ -200,37 +276,68 @@ def delisting_apply(*, request_id: int, now: datetime | None = None) -> bool:
         entry_ids = list(request.entries.values_list("pk", flat=True))
         entries_delist(entry_ids, actor=audit.WORKER, request=request, now=now)
         audit.record(audit.Action.COMPLETED, actor=audit.WORKER, request=request, at=now)
-        _enqueue_after_commit(Mail.objects.create(request=request, kind=Mail.Kind.COMPLETED))
+        outbox.owe(request, Mail.Kind.COMPLETED)
     logger.info("request %s completed: %s delisted", request_id, request.ip)
     return True
 
 
 def delistings_apply_due(*, now: datetime | None = None) -> int:
+    """Apply every due delisting, one claimed request at a time, in batches of ids.
+
+    A request that fails to apply is logged and left for the next sweep; the others go on.
+    """
     now = now or timezone.now()
-    due = DelistRequest.objects.filter(state=State.APPROVED, effective_at__lte=now).order_by("effective_at")
-    return sum(delisting_apply(request_id=pk, now=now) for pk in due.values_list("pk", flat=True))
+    due = DelistRequest.objects.filter(state=State.APPROVED, effective_at__lte=now)
+    applied, after_pk = 0, 0
+    while batch := list(due.filter(pk__gt=after_pk).order_by("pk").values_list("pk", flat=True)[:BATCH]):
+        for pk in batch:
+            try:
+                applied += delisting_apply(request_id=pk, now=now)
+            except Exception:  # noqa: BLE001  (one bad row must not hold back the others)
+                logger.exception("could not apply the delisting of request %s; the next sweep retries", pk)
+        after_pk = batch[-1]
+    return applied
 
 
 def requests_expire_stale(*, now: datetime | None = None) -> int:
+    """Expire pending requests whose link ran out, or whose confirmation mail could not be sent
+    for DELIST_MAIL_GIVE_UP (the outbox marked it failed): the status page says which."""
     now = now or timezone.now()
-    stale = DelistRequest.objects.filter(state=State.PENDING).filter(
-        Q(token_expires_at__lte=now) | Q(token_expires_at__isnull=True, created_at__lte=now - PENDING_MAX_AGE)
+    pending = DelistRequest.objects.filter(state=State.PENDING)
+    undelivered = Mail.objects.filter(
+        request=OuterRef("pk"), kind=Mail.Kind.CONFIRMATION, failed_at__isnull=False
     )
-    ids = list(stale.values_list("pk", flat=True))
-    if not ids:
-        return 0
+    count = 0
+    for why, stale in (
+        (ExpiryReason.LINK_UNUSED, pending.filter(token_expires_at__lte=now)),
+        (
+            ExpiryReason.UNDELIVERABLE,
+            pending.filter(token_expires_at__isnull=True).filter(Exists(undelivered)),
+        ),
+    ):
+        while ids := list(stale.order_by("pk").values_list("pk", flat=True)[:BATCH]):
+            count += _requests_expire(ids, why=why, now=now)
+    if count:
+        logger.info("expired %d unconfirmed request(s)", count)
+    return count
+
+
+def _requests_expire(ids: list[int], *, why: str, now: datetime) -> int:
     with transaction.atomic():
-        count = DelistRequest.objects.filter(pk__in=ids, state=State.PENDING).update(
-            state=State.EXPIRED, closed_at=now
+        expired = list(
+            DelistRequest.objects.select_for_update()
+            .filter(pk__in=ids, state=State.PENDING)
+            .values_list("pk", flat=True)
         )
-        Mail.objects.filter(request_id__in=ids, sent_at__isnull=True, cancelled_at__isnull=True).update(
+        DelistRequest.objects.filter(pk__in=expired).update(
+            state=State.EXPIRED, closed_at=now, token_hash=None, expiry_reason=why
+        )
+        Mail.objects.filter(request_id__in=expired, sent_at__isnull=True, cancelled_at__isnull=True).update(
             cancelled_at=now
         )
-        expired = DelistRequest.objects.filter(pk__in=ids, state=State.EXPIRED, closed_at=now)
-        for pk in expired.values_list("pk", flat=True):
-            audit.record(audit.Action.EXPIRED, actor=audit.WORKER, request_id=pk, at=now)
-    logger.info("expired %d unconfirmed request(s)", count)
-    return count
+        for pk in expired:
+            audit.record(audit.Action.EXPIRED, actor=audit.WORKER, request_id=pk, reason=why, at=now)
+    return len(expired)
 
 
 @dataclass
@@ -238,100 +345,48 @@ class SweepResult:
     entries_expired: int = 0
     delistings_applied: int = 0
     requests_expired: int = 0
-    mails_sent: int = 0
+    mails_failed: int = 0
+    # The steps that raised; each is logged, and the others ran all the same.
+    failed_steps: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.delistings_applied} delisting(s) applied, {self.requests_expired} request(s) expired, "
-            f"{self.entries_expired} entry(ies) expired, {self.mails_sent} mail(s) sent"
+            f"{self.entries_expired} entry(ies) expired, {self.mails_failed} mail(s) given up"
         )
+        return text + (f"; failed: {', '.join(self.failed_steps)}" if self.failed_steps else "")
+
+    @property
+    def did_something(self) -> bool:
+        counts = (self.entries_expired, self.delistings_applied, self.requests_expired, self.mails_failed)
+        return any(counts) or bool(self.failed_steps)
 
 
 def sweep(*, now: datetime | None = None) -> SweepResult:
-    """One pass over everything that is due. Safe to run in several workers at once."""
+    """One pass over everything that is due, but mail (see outbox.mails_send_due, its own task).
+
+    Safe to run in several workers at once. Each step stands alone: one that raises is logged
+    and the others still run.
+    """
     now = now or timezone.now()
-    result = SweepResult(
-        entries_expired=entries_expire(now=now),
-        delistings_applied=delistings_apply_due(now=now),
-        requests_expired=requests_expire_stale(now=now),
+    result = SweepResult()
+    steps = (
+        ("delistings_applied", delistings_apply_due),
+        ("entries_expired", entries_expire),
+        # Before expiring requests: a confirmation given up on expires its request in the same sweep.
+        ("mails_failed", outbox.mails_give_up),
+        ("requests_expired", requests_expire_stale),
+        ("exports", lambda now: exports_refresh_if_changed()),
     )
-    result.mails_sent = mails_send_due(now=timezone.now())
-    try:
-        exports_refresh_if_changed()
-    except OSError as e:  # a full disk must not stop delistings and mail
-        logger.error("could not rewrite the exports in %s: %s", settings.EXPORT_DIR, e)
-    if any((result.entries_expired, result.delistings_applied, result.requests_expired, result.mails_sent)):
+    for name, step in steps:
+        try:
+            value = step(now=now)
+        except Exception:  # noqa: BLE001  (a failing step must not stop the others)
+            logger.exception("sweep step %s failed; the next sweep retries it", name)
+            result.failed_steps.append(name)
+            continue
+        if hasattr(result, name):
+            setattr(result, name, value)
+    if result.did_something:
         logger.info("sweep: %s", result)
     return result
-
-
-# --- mail -------------------------------------------------------------------------
-
-
-def _enqueue_after_commit(mail: Mail) -> None:
-    transaction.on_commit(lambda: _enqueue(mail.pk))
-
-
-def _enqueue(mail_id: int) -> None:
-    from requests_app.tasks import mail_send as mail_send_task
-
-    try:
-        mail_send_task.delay(mail_id)
-    except Exception as e:  # noqa: BLE001  (broker away: the sweep will send it)
-        logger.warning("could not queue mail %s (%s); the next sweep will send it", mail_id, e)
-
-
-# The mails that report a change of state, by kind (confirmation links are made at send time).
-REPORTS = {
-    Mail.Kind.COMPLETED: emails.send_completed,
-    Mail.Kind.NEEDS_REVIEW: emails.send_needs_review,
-    Mail.Kind.REJECTED: emails.send_rejected,
-}
-
-
-def mails_send_due(*, now: datetime | None = None) -> int:
-    now = now or timezone.now()
-    due = Mail.objects.filter(sent_at__isnull=True, cancelled_at__isnull=True, due_at__lte=now)
-    return sum(mail_send(mail_id=pk) for pk in due.order_by("due_at").values_list("pk", flat=True))
-
-
-def mail_send(*, mail_id: int, now: datetime | None = None) -> bool:
-    """Send one owed mail if it is due and nobody else holds it; True when sent."""
-    now = now or timezone.now()
-    claimed = Mail.objects.filter(
-        pk=mail_id, sent_at__isnull=True, cancelled_at__isnull=True, due_at__lte=now
-    ).update(due_at=now + MAIL_LEASE, attempts=F("attempts") + 1)
-    if not claimed:
-        return False
-    mail = Mail.objects.select_related("request").get(pk=mail_id)
-    try:
-        if mail.kind == Mail.Kind.CONFIRMATION:
-            token = _issue_token(mail.request, now=now)
-            if token is None:  # superseded or expired since: nothing to confirm any more
-                Mail.objects.filter(pk=mail_id).update(cancelled_at=now)
-                return False
-            emails.send_confirmation(mail.request, token)
-        else:
-            REPORTS[mail.kind](mail.request)
-    except Exception as e:  # noqa: BLE001  (SMTP and template errors alike: back off, retry)
-        retry_in = timedelta(seconds=min(3600, 30 * 2 ** min(mail.attempts, 7)))
-        Mail.objects.filter(pk=mail_id).update(
-            due_at=now + retry_in, last_error=f"{type(e).__name__}: {e}"[:2000]
-        )
-        logger.warning("mail %s (%s) failed: %s; retrying in %s", mail_id, mail.kind, e, retry_in)
-        return False
-    Mail.objects.filter(pk=mail_id).update(sent_at=timezone.now(), last_error="")
-    logger.info("mail %s (%s) sent for request %s", mail_id, mail.kind, mail.request_id)
-    return True
-
-
-def _issue_token(request: DelistRequest, *, now: datetime) -> str | None:
-    """A fresh link for a pending request; a resend replaces the previous link."""
-    token = new_token()
-    expires_at = now + timedelta(seconds=settings.DELIST_TOKEN_TTL)
-    if not DelistRequest.objects.filter(pk=request.pk, state=State.PENDING).update(
-        token_hash=hash_token(token), token_expires_at=expires_at
-    ):
-        return None
-    request.token_expires_at = expires_at
-    return token

@@ -5,8 +5,9 @@ only means the next sweep does the work.
 """
 
 from celery import shared_task
+from django.core.management import call_command
 
-from requests_app import services
+from requests_app import outbox, services
 
 
 @shared_task(name="requests_app.sweep", ignore_result=True)
@@ -16,4 +17,15 @@ def sweep() -> str:
 
 @shared_task(name="requests_app.mail_send", ignore_result=True)
 def mail_send(mail_id: int) -> bool:
-    return services.mail_send(mail_id=mail_id)
+    return outbox.mail_send(mail_id=mail_id)
+
+
+@shared_task(name="requests_app.mails_send_due", ignore_result=True)
+def mails_send_due() -> int:
+    return outbox.mails_send_due()
+
+
+@shared_task(name="requests_app.sessions_clear", ignore_result=True)
+def sessions_clear() -> None:
+    # Sessions hold which confirmation links a browser opened: drop them once expired.
+    call_command("clearsessions")

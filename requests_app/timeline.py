@@ -7,7 +7,10 @@ from datetime import datetime
 
 from django.utils.translation import gettext_lazy as _
 
+from blocklist.models import Event
 from requests_app.models import DelistRequest, State
+
+REVOKED_STEP = _("Approval revoked by a reviewer")
 
 
 @dataclass
@@ -36,7 +39,12 @@ def timeline(request: DelistRequest) -> list[Step]:
         steps.append(Step(_("A reviewer is looking at the listing"), status="current"))
         return steps
     if request.state == State.REJECTED:
-        steps.append(Step(_("Rejected by a reviewer"), request.decided_at, "closed"))
+        approved_at = _revoked_approval(request)
+        if approved_at is not None:
+            steps.append(Step(_("Approved"), approved_at))
+            steps.append(Step(REVOKED_STEP, request.decided_at, "closed"))
+        else:
+            steps.append(Step(_("Rejected by a reviewer"), request.decided_at, "closed"))
         return steps
     steps.append(Step(_("Approved"), request.decided_at))
     if request.state == State.APPROVED:
@@ -44,3 +52,16 @@ def timeline(request: DelistRequest) -> list[Step]:
         return steps
     steps.append(Step(_("Removed from the blocklist"), request.completed_at))
     return steps
+
+
+def _revoked_approval(request: DelistRequest) -> datetime | None:
+    """When a rejected request had been approved, if a reviewer revoked that approval.
+
+    A revocation ends in the same state as a rejection; only the audit trail tells them apart.
+    """
+    events = dict(
+        request.events.filter(action__in=[Event.Action.APPROVED, Event.Action.REVOKED]).values_list(
+            "action", "at"
+        )
+    )
+    return events.get(Event.Action.APPROVED) if Event.Action.REVOKED in events else None

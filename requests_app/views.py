@@ -1,22 +1,26 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
-from django_ratelimit.core import is_ratelimited
 
 from blocklist.services import entries_covering
-from portal_lib.client_ip import client_ip, ratelimit_key
+from portal_lib.client_ip import client_ip
+from portal_lib.rates import client_limited
 from requests_app import policy, services
 from requests_app.forms import CheckForm, DelistRequestForm
+from requests_app.limits import MailLimitReached
 from requests_app.models import DelistRequest, State
-from requests_app.timeline import timeline
+from requests_app.timeline import REVOKED_STEP, timeline
+from requests_app.tokens import looks_like_key
 
-SESSION_TOKEN = "delist_confirmation_token"
-REFRESHING_STATES = {State.PENDING, State.CONFIRMED, State.APPROVED, State.NEEDS_REVIEW}
+REFRESHING_STATES = {State.PENDING, State.APPROVED, State.NEEDS_REVIEW}
 
 
 def _lookup(form: CheckForm) -> dict | None:
@@ -50,7 +54,11 @@ def _home(
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
     check_form = CheckForm(request.GET) if "ip" in request.GET else CheckForm()
-    lookup = _lookup(check_form) if check_form.is_bound and check_form.is_valid() else None
+    lookup = None
+    if check_form.is_bound and check_form.is_valid():
+        if limited := client_limited(request, group="lookup", rate=settings.DELIST_LOOKUP_RATE):
+            return _too_many(request, limited.retry_after, check_form=check_form)
+        lookup = _lookup(check_form)
     prefill = request.GET.get("ip", "").strip()[:64]
     return _home(
         request,
@@ -60,19 +68,18 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _too_many(request: HttpRequest, email: str) -> bool:
-    # Per client, and per address so nobody can flood a stranger's inbox.
-    by_client = is_ratelimited(
-        request, group="submit", key=ratelimit_key, rate=settings.DELIST_SUBMIT_RATE, increment=True
-    )
-    by_email = bool(email) and is_ratelimited(
+def _too_many(request: HttpRequest, retry_after: int, **context) -> HttpResponse:
+    """429: the sender is told when to come back, in words and in Retry-After."""
+    response = _home(
         request,
-        group="submit-email",
-        key=lambda group, req: email.lower(),
-        rate=settings.DELIST_SUBMIT_RATE,
-        increment=True,
+        delist_form=context.pop("delist_form", DelistRequestForm()),
+        status=429,
+        too_many=True,
+        retry_at=timezone.now() + timedelta(seconds=retry_after),
+        **context,
     )
-    return by_client or by_email
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 @require_POST
@@ -81,14 +88,17 @@ def submit(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _home(request, delist_form=form, status=400)
     email, address = form.cleaned_data["email"], form.cleaned_data["ip"]
-    if _too_many(request, email):
-        return _home(request, delist_form=form, status=429, too_many=True)
-    delist_request = services.request_submit(
-        email=email,
-        ip=address,
-        language=translation.get_language() or "en",
-        client_ip=client_ip(request) or None,
-    )
+    if limited := client_limited(request, group="submit", rate=settings.DELIST_SUBMIT_RATE):
+        return _too_many(request, limited.retry_after, delist_form=form)
+    try:
+        delist_request = services.request_submit(
+            email=email,
+            ip=address,
+            language=translation.get_language() or "en",
+            client_ip=client_ip(request) or None,
+        )
+    except MailLimitReached as e:
+        return _too_many(request, e.retry_after, delist_form=form, mail_limit=e.scope)
     if delist_request is None:
         return _home(
             request,
@@ -109,35 +119,48 @@ def _invalid_link(request: HttpRequest, error: services.ConfirmationError) -> Ht
     )
 
 
+# The session keeps, per request whose link this browser opened, the token's hash: never the
+# token itself. One entry per request, so two tabs confirm two different requests.
+SESSION_CONFIRMATIONS = "delist_confirmations"
+MAX_CONFIRMATIONS_IN_SESSION = 10
+
+
 @never_cache
 @require_safe
 def confirm_link(request: HttpRequest, token: str) -> HttpResponse:
     """The emailed link. Changes nothing: mail scanners open links too.
 
-    The token moves into the session and the browser goes on to a URL without it,
-    so it cannot leak through the Referer header.
+    What identifies the request moves into the session and the browser goes on to a URL
+    without the token, so it cannot leak through the Referer header.
     """
     try:
-        services.request_for_token(token)
+        delist_request, token_hash = services.request_for_link(token)
     except services.ConfirmationError as e:
         return _invalid_link(request, e)
-    request.session[SESSION_TOKEN] = token
-    return redirect("requests:confirm")
+    opened = dict(request.session.get(SESSION_CONFIRMATIONS, {}))
+    opened.pop(str(delist_request.pk), None)
+    opened[str(delist_request.pk)] = token_hash
+    request.session[SESSION_CONFIRMATIONS] = dict(list(opened.items())[-MAX_CONFIRMATIONS_IN_SESSION:])
+    return redirect(f"{reverse('requests:confirm')}?request={delist_request.pk}")
 
 
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest) -> HttpResponse:
-    token = request.session.get(SESSION_TOKEN, "")
+    # The button's form names the request it confirms; the session must hold its link.
+    request_id = (request.POST if request.method == "POST" else request.GET).get("request", "")
+    token_hash = request.session.get(SESSION_CONFIRMATIONS, {}).get(request_id)
     if request.method == "POST":
         try:
-            delist_request = services.request_confirm(token=token)
+            delist_request = services.request_confirm(request_id=request_id, token_hash=token_hash)
         except services.ConfirmationError as e:
             return _invalid_link(request, e)
-        request.session.pop(SESSION_TOKEN, None)
+        opened = dict(request.session.get(SESSION_CONFIRMATIONS, {}))
+        opened.pop(request_id, None)
+        request.session[SESSION_CONFIRMATIONS] = opened
         return redirect("requests:status", key=delist_request.status_key)
     try:
-        delist_request = services.request_for_token(token)
+        delist_request = services.request_for_confirmation(request_id=request_id, token_hash=token_hash)
     except services.ConfirmationError as e:
         return _invalid_link(request, e)
     return render(
@@ -150,13 +173,17 @@ def confirm(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_safe
 def status(request: HttpRequest, key: str) -> HttpResponse:
+    if not looks_like_key(key):  # a NUL or junk never reaches the database
+        raise Http404
     delist_request = get_object_or_404(DelistRequest, status_key=key)
+    steps = timeline(delist_request)
     return render(
         request,
         "requests_app/status.html",
         {
             "delist_request": delist_request,
-            "steps": timeline(delist_request),
+            "steps": steps,
+            "revoked": any(step.label == REVOKED_STEP for step in steps),
             # Only while something is about to change does the page's script look again.
             "refresh": delist_request.state in REFRESHING_STATES,
         },

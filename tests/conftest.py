@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -11,6 +12,7 @@ from aiosmtpd.handlers import Message
 from django.core import mail
 from django.core.cache import cache
 from django.db import connection
+from django.urls import reverse
 
 from blocklist.ip import parse_network
 from blocklist.services import entry_list
@@ -56,13 +58,27 @@ def listed(listing):
 
 def confirmation_link(message: mail.EmailMessage) -> str:
     """The confirmation URL as the sender reads it in the text part."""
-    match = re.search(r"^(https?://\S+/confirm/[A-Za-z0-9_-]+)$", message.body, re.MULTILINE)
+    match = re.search(r"^(https?://\S+/confirm/[A-Za-z0-9_.-]+)$", message.body, re.MULTILINE)
     assert match, f"no confirmation link in:\n{message.body}"
     return match.group(1)
 
 
 def link_path(url: str) -> str:
     return re.sub(r"^https?://[^/]+", "", url)
+
+
+def open_link(client, link: str, **extra) -> str:
+    """Opens the emailed link as a browser does; returns the confirmation page it leads to."""
+    response = client.get(link, **extra)
+    assert response.status_code == 302, response.content.decode()[:500]
+    return response["Location"]
+
+
+def press_delist_button(client, link: str, **extra):
+    """Opens the link, then posts the Delist IP button's form, as the page holds it."""
+    confirm_page = open_link(client, link, **extra)
+    request_id = parse_qs(urlsplit(confirm_page).query)["request"][0]
+    return client.post(reverse("requests:confirm"), {"request": request_id}, **extra)
 
 
 @pytest.fixture

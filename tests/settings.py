@@ -21,3 +21,5 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PORTAL_BASE_URL = "https://delist.example.org"
 if "default" in CACHES and "redis" in CACHES["default"]["BACKEND"]:  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = "delist-test"  # noqa: F405
+# The admin login lockout is tested through the real login page: keep django-axes on.
+AXES_ENABLED = True

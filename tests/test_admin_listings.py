@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
@@ -149,3 +150,41 @@ def test_nobody_deletes_entries_or_edits_the_audit_trail(admin_client, listed):
     assert (
         Entry.objects.filter(pk=entry.pk).exists() and event.reason == Event.objects.get(pk=event.pk).reason
     )
+
+
+def desk_client(client, *codenames: str):
+    """Logged in as staff holding exactly these entry permissions."""
+    user = User.objects.create_user("desk", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="blocklist", codename__in=codenames)
+    )
+    client.force_login(user)
+    return client
+
+
+def test_a_user_who_may_only_view_and_add_entries_cannot_import(client, db):
+    desk = desk_client(client, "view_entry", "add_entry")
+    url = reverse("admin:blocklist_entry_import")
+    assert desk.get(url).status_code == 403
+    upload = SimpleUploadedFile("feed.txt", b"5.61.14.7\n")
+    assert desk.post(url, {"file": upload, "source": "upload"}).status_code == 403
+    assert not Entry.objects.exists()
+    assert url not in desk.get(CHANGELIST).content.decode()  # the link is not offered either
+
+
+def test_a_user_who_may_add_and_change_entries_can_import(client, db):
+    desk = desk_client(client, "view_entry", "add_entry", "change_entry")
+    assert reverse("admin:blocklist_entry_import") in desk.get(CHANGELIST).content.decode()
+    upload = SimpleUploadedFile("feed.txt", b"5.61.14.7\n")
+    response = desk.post(reverse("admin:blocklist_entry_import"), {"file": upload, "source": "upload"})
+    assert response.status_code == 302
+    assert Entry.objects.get().network == "5.61.14.7/32"
+
+
+def test_a_user_without_the_add_permission_cannot_relist(client, listed):
+    desk = desk_client(client, "view_entry", "change_entry")
+    old = listed["single"]
+    desk.post(CHANGELIST, {"action": "delist", ACTION_CHECKBOX_NAME: [old.pk], "reason": "fixed"})
+    desk.post(CHANGELIST, {"action": "relist", ACTION_CHECKBOX_NAME: [old.pk]})
+    assert Entry.objects.filter(network="5.61.14.7/32").count() == 1  # delisted, and no new entry
+    assert not Entry.objects.get(pk=old.pk).is_active()

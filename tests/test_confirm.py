@@ -6,9 +6,18 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from requests_app import services
 from requests_app.models import DelistRequest, State
 from requests_app.tokens import hash_token
-from tests.conftest import IN_RANGE_IP, LISTED_IP, SENDER, confirmation_link, link_path
+from tests.conftest import (
+    IN_RANGE_IP,
+    LISTED_IP,
+    SENDER,
+    confirmation_link,
+    link_path,
+    open_link,
+    press_delist_button,
+)
 
 
 @pytest.fixture
@@ -29,18 +38,82 @@ def snapshot(request):
 
 
 def press_delist(client, link, django_capture_on_commit_callbacks):
-    client.get(link)
     with django_capture_on_commit_callbacks(execute=True):
-        return client.post(reverse("requests:confirm"))
+        return press_delist_button(client, link)
 
 
 def test_the_database_holds_only_a_hash_of_the_token(requested):
     request, link = requested()
-    token = link.rsplit("/", 1)[1]
-    assert len(token) >= 22  # 128 bits or more
+    status_key, _dot, secret = link.rsplit("/", 1)[1].partition(".")
+    assert len(secret) >= 22  # 128 bits or more
     request.refresh_from_db()
-    assert request.token_hash == hash_token(token)
-    assert token not in str(snapshot(request).values())
+    assert status_key == request.status_key
+    assert request.token_hash == hash_token(secret)
+    assert secret not in str(snapshot(request).values())
+
+
+def test_the_hash_is_blanked_once_the_request_leaves_pending(
+    client, requested, django_capture_on_commit_callbacks
+):
+    request, link = requested()
+    press_delist(client, link, django_capture_on_commit_callbacks)
+    request.refresh_from_db()
+    assert request.state == State.APPROVED and request.token_hash is None
+    # The old link still gets the page that says why it no longer works.
+    again = client.get(link)
+    assert again.status_code == 410 and "already used" in again.content.decode()
+
+
+def test_a_superseded_or_expired_request_keeps_no_hash(client, requested):
+    first, _link = requested()
+    second, _link = requested()
+    first.refresh_from_db()
+    assert first.state == State.SUPERSEDED and first.token_hash is None
+    DelistRequest.objects.filter(pk=second.pk).update(token_expires_at=timezone.now())
+    services.sweep()
+    second.refresh_from_db()
+    assert second.state == State.EXPIRED and second.token_hash is None
+
+
+def test_two_tabs_confirm_each_their_own_request(
+    client, listing, requested, django_capture_on_commit_callbacks
+):
+    listing("81.2.69.161")
+    first, first_link = requested(ip=LISTED_IP)
+    second, second_link = requested(ip="81.2.69.161")
+    first_page = open_link(client, first_link)
+    second_page = open_link(client, second_link)  # the second tab opens after the first
+    assert first_page != second_page
+    html = client.get(first_page).content.decode()  # tab one, reloaded, still shows its request
+    assert LISTED_IP in html and f'name="request" value="{first.pk}"' in html
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("requests:confirm"), {"request": first.pk})
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.state == State.APPROVED and second.state == State.PENDING
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("requests:confirm"), {"request": second.pk})
+    second.refresh_from_db()
+    assert second.state == State.APPROVED
+
+
+def test_a_request_id_the_session_did_not_open_confirms_nothing(client, requested):
+    mine, my_link = requested()
+    theirs, _their_link = requested(email="someone@else.example.net")
+    open_link(client, my_link)
+    response = client.post(reverse("requests:confirm"), {"request": theirs.pk})
+    assert response.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.state == State.PENDING
+
+
+def test_the_session_keeps_the_hash_never_the_token(client, requested):
+    request, link = requested()
+    open_link(client, link)
+    secret = link.rsplit(".", 1)[1]
+    stored = client.session.load()
+    assert secret not in str(stored)
+    assert stored["delist_confirmations"] == {str(request.pk): hash_token(secret)}
 
 
 def test_get_and_head_show_the_request_and_change_nothing(client, requested):
@@ -53,7 +126,7 @@ def test_get_and_head_show_the_request_and_change_nothing(client, requested):
         assert LISTED_IP in html and "Delist IP" in html
         assert SENDER not in html and request.masked_email in html
         assert client.head(link).status_code == 302
-        assert client.head(reverse("requests:confirm")).status_code == 200
+        assert client.head(open_link(client, link)).status_code == 200
     assert snapshot(request) == before
 
 
@@ -61,7 +134,7 @@ def test_the_token_leaves_the_url_before_the_page_is_shown(client, requested):
     _request, link = requested()
     response = client.get(link)
     assert response.status_code == 302
-    assert response["Location"] == reverse("requests:confirm")
+    assert response["Location"] == f"{reverse('requests:confirm')}?request={_request.pk}"
     assert response["Cache-Control"].startswith("max-age=0")
 
 
@@ -112,7 +185,9 @@ def test_the_link_expires_after_the_token_ttl(requested, settings):
     assert timedelta(seconds=590) < request.token_expires_at - timezone.now() <= timedelta(seconds=600)
 
 
-@pytest.mark.parametrize("token", ["A" * 22, "short", "x" * 300, "../../etc/passwd"])
+@pytest.mark.parametrize(
+    "token", ["A" * 22, "short", "x" * 300, "../../etc/passwd", f"{'A' * 22}.{'B' * 22}", "%00", "a.b"]
+)
 def test_an_unknown_link_is_a_clear_404_not_a_500(client, db, token):
     response = client.get(f"/confirm/{token}")
     assert response.status_code == 404
@@ -132,8 +207,8 @@ def test_the_button_is_csrf_protected(requested):
 
     strict = Client(enforce_csrf_checks=True)
     request, link = requested()
-    strict.get(link)
-    assert strict.post(reverse("requests:confirm")).status_code == 403
+    open_link(strict, link)
+    assert strict.post(reverse("requests:confirm"), {"request": request.pk}).status_code == 403
     request.refresh_from_db()
     assert request.state == State.PENDING
 

@@ -106,4 +106,7 @@ def test_it_is_rate_limited(client, listed, export_on, settings):
     assert get(client, "plain").status_code == 200
     response = get(client, "plain")
     assert response.status_code == 429
-    assert response.json() == {"error": "too many requests; slow down"}
+    assert response.json()["error"].startswith("too many requests; try again in")
+    assert 1 <= int(response["Retry-After"]) <= 60 and response.json()["retry_after"] == int(
+        response["Retry-After"]
+    )

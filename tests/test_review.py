@@ -12,7 +12,15 @@ from blocklist.models import Entry, Event
 from blocklist.services import entry_relist
 from requests_app import services
 from requests_app.models import DelistRequest, State
-from tests.conftest import IN_RANGE_IP, LISTED_IP, SENDER, admin_post_data, confirmation_link, link_path
+from tests.conftest import (
+    IN_RANGE_IP,
+    LISTED_IP,
+    SENDER,
+    admin_post_data,
+    confirmation_link,
+    link_path,
+    press_delist_button,
+)
 
 QUEUE = reverse("admin:requests_app_reviewqueue_changelist")
 REQUESTS = reverse("admin:requests_app_delistrequest_changelist")
@@ -25,9 +33,8 @@ def confirmed(client, listed, mailoutbox, django_capture_on_commit_callbacks):
     def make(ip=IN_RANGE_IP, email=SENDER):
         with django_capture_on_commit_callbacks(execute=True):
             client.post(reverse("requests:submit"), {"email": email, "ip": ip})
-        client.get(link_path(confirmation_link(mailoutbox[-1])))
         with django_capture_on_commit_callbacks(execute=True):
-            client.post(reverse("requests:confirm"))
+            press_delist_button(client, link_path(confirmation_link(mailoutbox[-1])))
         return DelistRequest.objects.latest("created_at")
 
     return make
@@ -63,7 +70,9 @@ def test_a_reviewer_approves_like_self_service(
     settings.DELIST_PROPAGATION_DELAY = 600
     request = confirmed()
     with django_capture_on_commit_callbacks(execute=True):
-        response = reviewer_client.post(QUEUE, {"action": "approve", ACTION_CHECKBOX_NAME: [request.pk]})
+        response = reviewer_client.post(
+            QUEUE, {"action": "approve", ACTION_CHECKBOX_NAME: [request.pk], "confirm": "yes"}
+        )
     assert response.status_code == 302
     request.refresh_from_db()
     assert request.state == State.APPROVED

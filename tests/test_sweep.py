@@ -13,7 +13,7 @@ from blocklist.ip import parse_ip
 from blocklist.services import entries_covering
 from requests_app import services
 from requests_app.models import DelistRequest, Mail, State
-from tests.conftest import LISTED_IP, SENDER, confirmation_link, link_path
+from tests.conftest import LISTED_IP, SENDER, confirmation_link, link_path, press_delist_button
 
 
 @pytest.fixture
@@ -22,9 +22,8 @@ def approved(client, listed, mailoutbox, settings, django_capture_on_commit_call
     settings.DELIST_PROPAGATION_DELAY = 60
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("requests:submit"), {"email": SENDER, "ip": LISTED_IP})
-    client.get(link_path(confirmation_link(mailoutbox[-1])))
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(reverse("requests:confirm"))
+        press_delist_button(client, link_path(confirmation_link(mailoutbox[-1])))
     request = DelistRequest.objects.get()
     assert request.state == State.APPROVED
     return request
@@ -113,7 +112,7 @@ def test_two_concurrent_sweeps_apply_each_request_once(listing, settings):
     for i in range(count):
         ip = f"81.2.70.{i + 1}"
         listing(ip)
-        request = DelistRequest.objects.create(email=SENDER, ip=ip, state=State.CONFIRMED)
+        request = DelistRequest.objects.create(email=SENDER, ip=ip, state=State.NEEDS_REVIEW)
         request.entries.set(entries_covering(parse_ip(ip)))
         services.request_approve(request=request, actor="alice")
 

@@ -117,6 +117,8 @@ class Portal:
             f"127.0.0.1:{port}",
             "--workers",
             "2",
+            "--access-logfile",
+            "-",
             "delist_portal.wsgi",
         )
         self.start(

@@ -43,7 +43,7 @@ def desk_with_work(listing):
         request = DelistRequest.objects.create(
             email="ops@mail.example.com",
             ip=ip,
-            state=State.CONFIRMED,
+            state=State.NEEDS_REVIEW,
             created_at=now - timedelta(days=n * 4, hours=2),
             confirmed_at=now - timedelta(days=n * 4, hours=1),
         )

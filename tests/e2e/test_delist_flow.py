@@ -57,18 +57,22 @@ def test_a_sender_delists_an_ip_end_to_end(portal, smtp_inbox, tmp_path):
         lambda: smtp_inbox.messages and smtp_inbox.messages[0], timeout=30, what="the confirmation mail"
     )
     assert message["To"] == SENDER
-    link = re.search(r"^(http://\S+/confirm/[A-Za-z0-9_-]+)\s*$", text_part(message), re.MULTILINE).group(1)
+    link = re.search(r"^(http://\S+/confirm/[A-Za-z0-9_.-]+)\s*$", text_part(message), re.MULTILINE).group(1)
 
     # Opening the link twice (a mail scanner, then the sender) changes nothing.
     for _ in range(2):
         page = sender.get(link, timeout=5)
         assert page.status_code == 200 and "Delist IP" in page.text and IP in page.text
-        assert page.url == f"{portal.base_url}/confirm/"  # the token left the address bar
+        assert page.url.startswith(f"{portal.base_url}/confirm/?request=")  # the token left the address bar
     assert "waiting for confirmation" in sender.get(status_url, timeout=5).text
     assert lookup(portal)["listed"] is True
 
+    request_id = re.search(r'name="request" value="(\d+)"', page.text).group(1)
     confirmed = sender.post(
-        page.url, data={"csrfmiddlewaretoken": csrf_token(page.text)}, allow_redirects=False, timeout=10
+        f"{portal.base_url}/confirm/",
+        data={"csrfmiddlewaretoken": csrf_token(page.text), "request": request_id},
+        allow_redirects=False,
+        timeout=10,
     )
     assert confirmed.status_code == 302
     assert confirmed.headers["Location"] == submitted.headers["Location"]
@@ -93,3 +97,7 @@ def test_a_sender_delists_an_ip_end_to_end(portal, smtp_inbox, tmp_path):
     assert "has been removed" in done["Subject"]
     # The used link is dead now.
     assert "already used" in requests.get(link, timeout=5).text
+    # gunicorn's access log and Django's warnings never show the token.
+    token = link.rsplit("/", 1)[1]
+    logs = "".join(p.read_text(errors="replace") for p in portal.workdir.glob("*.log"))
+    assert "/confirm/[redacted]" in logs and token not in logs and token.split(".")[1] not in logs
