@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import io
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from blocklist import services
-from blocklist.importing import blocklist_import, detect_format
+from blocklist.import_jobs import IMPORT_UPLOAD_MAX, import_job_create
 from blocklist.ip import parse_ip, parse_network
-from blocklist.models import Entry, Event
-from portal_lib.admin_base import ReadOnlyInline
+from blocklist.models import Entry, Event, ImportJob
+from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -67,6 +66,16 @@ class DelistForm(forms.Form):
 
 class ImportForm(forms.Form):
     file = forms.FileField(label=_("list"), help_text=_("Plain (one IP or CIDR a line, # comments) or CSV."))
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > IMPORT_UPLOAD_MAX:
+            raise ValidationError(
+                _("Over %(size)s MB: import it on the server with manage.py import_blocklist."),
+                params={"size": IMPORT_UPLOAD_MAX // (1024 * 1024)},
+            )
+        return upload
+
     source = forms.CharField(label=_("source"), initial="import", max_length=100)
 
 
@@ -198,6 +207,11 @@ class EntryAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("import/", self.admin_site.admin_view(self.import_view), name="blocklist_entry_import"),
+            path(
+                "import/<int:job_id>/",
+                self.admin_site.admin_view(self.import_job_view),
+                name="blocklist_entry_import_job",
+            ),
             *super().get_urls(),
         ]
 
@@ -210,20 +224,19 @@ class EntryAdmin(admin.ModelAdmin):
         return super().changelist_view(request, context)
 
     def import_view(self, request: HttpRequest):
+        """Store the upload and hand it to the worker; the job's page shows how it goes."""
         if not self.has_import_permission(request):
             raise PermissionDenied
         form = ImportForm(request.POST or None, request.FILES or None)
-        summary = None
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
-            text = io.TextIOWrapper(upload.file, encoding="utf-8", errors="replace", newline="")
-            fmt, lines = detect_format(text, name=upload.name)
-            summary = blocklist_import(lines, fmt=fmt, source=form.cleaned_data["source"])
-            self.message_user(
-                request, str(summary), messages.SUCCESS if not summary.rejected else messages.WARNING
+            job = import_job_create(
+                name=upload.name,
+                data=upload.read(),
+                source=form.cleaned_data["source"],
+                actor=request.user.get_username(),
             )
-            if not summary.rejected:
-                return HttpResponseRedirect(reverse("admin:blocklist_entry_changelist"))
+            return HttpResponseRedirect(reverse("admin:blocklist_entry_import_job", args=[job.pk]))
         return TemplateResponse(
             request,
             "admin/blocklist/entry/import.html",
@@ -231,14 +244,31 @@ class EntryAdmin(admin.ModelAdmin):
                 **self.admin_site.each_context(request),
                 "title": _("Import a list"),
                 "form": form,
-                "summary": summary,
+                "recent": ImportJob.objects.defer("data")[:5],
+                "opts": self.model._meta,
+            },
+        )
+
+    def import_job_view(self, request: HttpRequest, job_id: int):
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob.objects.defer("data"), pk=job_id)
+        return TemplateResponse(
+            request,
+            "admin/blocklist/entry/import_job.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Import of %(name)s") % {"name": job.name},
+                "job": job,
+                # The page reloads itself (no script needed) until the worker is done.
+                "refresh": job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING),
                 "opts": self.model._meta,
             },
         )
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdmin):
     """The audit trail: readable by the desk, changeable by nobody."""
 
     list_display = ["at", "action", "actor", "entry", "request", "reason"]
@@ -246,12 +276,3 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ["actor", "reason", "entry__network", "request__ip", "request__email"]
     date_hierarchy = "at"
     list_select_related = ["entry", "request"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -8,10 +8,11 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from blocklist.models import Event
+from blocklist.models import Event, ListVersion
+from portal_lib.queueing import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def record(
     at: datetime | None = None,
 ) -> Event:
     if entry is not None:
-        _exports_changed()
+        _active_set_changed()
     return Event.objects.create(
         action=action,
         actor=actor,
@@ -52,7 +53,7 @@ def record_entries(
     at = at or timezone.now()
     entry_ids = list(entry_ids)
     if entry_ids:
-        _exports_changed()
+        _active_set_changed()
     Event.objects.bulk_create(
         [
             Event(action=action, actor=actor, entry_id=pk, request=request, reason=reason, at=at)
@@ -62,21 +63,39 @@ def record_entries(
     )
 
 
+def record_many(events: list[Event]) -> None:
+    """Write events built by the caller (an import's batch, each with its own action and reason)."""
+    if any(event.entry_id is not None for event in events):
+        _active_set_changed()
+    Event.objects.bulk_create(events, batch_size=1000)
+
+
 # Changes arriving within this many seconds share one export rewrite, run at its end.
 EXPORT_DEBOUNCE = 5
 
 
-def _exports_changed() -> None:
-    """The active set changed: have the worker rewrite EXPORT_DIR once this commits."""
+def _active_set_changed() -> None:
+    """Count the change in ListVersion, and have the worker rewrite EXPORT_DIR once this commits.
+
+    The UPDATE locks the one row until this transaction ends, so a second change waits for
+    the first to commit: the exports compare versions, and a version seen means every change
+    up to it is visible (see ListVersion). The upsert creates the row on first use.
+    """
+    table = connection.ops.quote_name(ListVersion._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (id, version) VALUES (1, 1) "
+            f"ON CONFLICT (id) DO UPDATE SET version = {table}.version + 1"
+        )
     if settings.EXPORT_DIR:
         transaction.on_commit(_queue_exports_refresh)
 
 
 def _queue_exports_refresh() -> None:
-    from blocklist.tasks import exports_refresh
-
     try:
-        if cache.add("blocklist:exports-refresh-queued", True, timeout=EXPORT_DEBOUNCE):
-            exports_refresh.apply_async(countdown=EXPORT_DEBOUNCE)
-    except Exception as e:  # noqa: BLE001  (broker or cache away: the next sweep rewrites them)
-        logger.warning("could not queue an export refresh: %s", e)
+        first = cache.add("blocklist:exports-refresh-queued", True, timeout=EXPORT_DEBOUNCE)
+    except Exception as e:  # noqa: BLE001  (cache away: the next sweep rewrites them)
+        logger.warning("could not debounce an export refresh (%s); the next sweep rewrites them", e)
+        return
+    if first:
+        enqueue("blocklist.exports_refresh", what="an export refresh", countdown=EXPORT_DEBOUNCE)

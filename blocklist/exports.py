@@ -10,20 +10,21 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from itertools import islice
 from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max
 
 from blocklist.formats import delist_url
-from blocklist.models import Entry, Event
+from blocklist.models import Entry, ListVersion
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,8 @@ def write_export(fmt: str, path: str | os.PathLike) -> int:
         sys.stdout.flush()
         return written
     target = Path(path).absolute()
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    _remove_stray_temps(target)
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as out:
@@ -209,6 +211,29 @@ def write_export(fmt: str, path: str | os.PathLike) -> int:
     return written
 
 
+TEMP_SUFFIX = ".tmp"
+# A temp file of ours untouched for this long belongs to a write that died (killed, power
+# lost): a live write touches its file with every megabyte.
+STALE_TEMP_AGE = 60
+
+
+def _remove_stray_temps(target: Path) -> None:
+    """Delete the temp files that interrupted writes of target left beside it.
+
+    Only names mkstemp made for this target (".<name>.<random>.tmp"), and only old ones: a
+    younger one may be a write in progress in another process.
+    """
+    ours = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]+{re.escape(TEMP_SUFFIX)}")
+    cutoff = time.time() - STALE_TEMP_AGE
+    with os.scandir(target.parent) as found:
+        for item in found:
+            if ours.fullmatch(item.name) and item.is_file(follow_symlinks=False):
+                with suppress(FileNotFoundError):  # another writer cleaned it first
+                    if item.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(item.path)
+                        logger.warning("removed %s, left by an interrupted export", item.path)
+
+
 def _fsync_folder(folder: Path) -> None:
     # Makes the rename itself durable: after a crash the folder holds the new file, not no file.
     fd = os.open(folder, os.O_RDONLY)
@@ -218,62 +243,83 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def exports_write_all(directory: str | os.PathLike) -> list[Path]:
-    """Write every format into directory under FILE_NAMES; returns the paths written.
-
-    A lock file serialises writers (web and worker may both refresh): whoever goes second
-    reads the database after the first has finished, so the newest state is what stays.
-    """
-    folder = Path(directory)
+@contextmanager
+def _exports_lock(folder: Path) -> Iterator[None]:
+    """Serialises writers of one folder (web and worker may both refresh): whoever goes second
+    reads the database after the first has finished, so the newest state is what stays."""
     folder.mkdir(mode=0o755, parents=True, exist_ok=True)
-    paths = []
     with open(folder / ".export.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for fmt, name in FILE_NAMES.items():
-            path = folder / name
-            size = write_export(fmt, path)
-            logger.info("wrote %s export %s (%d bytes)", fmt, path, size)
-            paths.append(path)
+        yield
+
+
+def _write_all(folder: Path) -> list[Path]:
+    paths = []
+    for fmt, name in FILE_NAMES.items():
+        path = folder / name
+        size = write_export(fmt, path)
+        logger.info("wrote %s export %s (%d bytes)", fmt, path, size)
+        paths.append(path)
+    return paths
+
+
+def exports_write_all(directory: str | os.PathLike) -> list[Path]:
+    """Write every format into directory under FILE_NAMES; returns the paths written."""
+    folder = Path(directory)
+    with _exports_lock(folder):
+        return _write_all(folder)
+
+
+# Names the version of the list the files in EXPORT_DIR hold.
+MARKER = ".exported-through"
+
+
+def list_version() -> int:
+    """The count of changes to the active set so far (blocklist.audit bumps it; see ListVersion)."""
+    return ListVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+
+
+def _written_version(folder: Path) -> int | None:
+    try:
+        label, number = (folder / MARKER).read_text().split()
+    except (OSError, ValueError):
+        return None
+    # An older portal wrote a bare event id here: anything else means "unknown", so rewrite.
+    return int(number) if label == "version" and number.isdigit() else None
+
+
+def _refresh(*, only_if_changed: bool) -> list[Path]:
+    if not settings.EXPORT_DIR:
+        return []
+    folder = Path(settings.EXPORT_DIR)
+    with _exports_lock(folder):
+        for name in FILE_NAMES.values():
+            _remove_stray_temps(folder / name)
+        # Read before the files: a change committed meanwhile has a newer version than the
+        # marker gets, so the next refresh writes again.
+        version = list_version()
+        if (
+            only_if_changed
+            and _written_version(folder) == version
+            and all((folder / name).exists() for name in FILE_NAMES.values())
+        ):
+            return []
+        paths = _write_all(folder)
+        temp = folder / f"{MARKER}{TEMP_SUFFIX}"
+        temp.write_text(f"version {version}\n")
+        os.replace(temp, folder / MARKER)
     return paths
 
 
 def exports_refresh() -> list[Path]:
     """Rewrite all exports in settings.EXPORT_DIR; a no-op returning [] when it is unset.
 
-    Call it after anything that changed the active set. On failure it raises OSError and the
-    previous files stay in place, complete.
+    On failure it raises OSError and the previous files stay in place, complete.
     """
-    if not settings.EXPORT_DIR:
-        return []
-    return exports_write_all(settings.EXPORT_DIR)
-
-
-MARKER = ".exported-through"
-
-
-def last_listing_change() -> int:
-    """The newest entry event: every change to the active set writes one (see blocklist.audit)."""
-    return Event.objects.filter(entry__isnull=False).aggregate(last=Max("id"))["last"] or 0
+    return _refresh(only_if_changed=False)
 
 
 def exports_refresh_if_changed() -> list[Path]:
-    """exports_refresh(), but only when the active set changed since the last one wrote.
-
-    The files carry a marker with the newest entry event they include; it is read before
-    writing, so a change made during the write is picked up by the next call.
-    """
-    if not settings.EXPORT_DIR:
-        return []
-    folder = Path(settings.EXPORT_DIR)
-    through = last_listing_change()
-    try:
-        written_through = int((folder / MARKER).read_text())
-    except (OSError, ValueError):
-        written_through = None
-    if written_through == through and all((folder / name).exists() for name in FILE_NAMES.values()):
-        return []
-    paths = exports_refresh()
-    temp = folder / f"{MARKER}.tmp"
-    temp.write_text(str(through))
-    os.replace(temp, folder / MARKER)
-    return paths
+    """exports_refresh(), but only when the active set changed since the files were written
+    (or one of them is missing). A marker beside them holds the version they show."""
+    return _refresh(only_if_changed=True)

@@ -1,36 +1,52 @@
 """Importing lists into the blocklist: plain (one IP or CIDR a line) or CSV
 (network,code,reason,expires_at,source). Streams in batches with constant memory,
-only adds or updates (never removes), and reports every bad line with its number."""
+only adds or updates (never removes), and reports every bad line with its number.
+
+Whatever a file holds, the answer is a rejected line with its number and why, or for a file
+that is no list at all (compressed, binary, UTF-16) UnreadableList before anything is written.
+Each batch is one transaction, so a failure midway leaves whole batches only.
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
+from typing import BinaryIO
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from blocklist import audit
 from blocklist.ip import IPNetwork, parse_network
 from blocklist.models import DEFAULT_CODE, Entry, Event, code_validator
-from blocklist.services import ADDED, RELISTED, UNCHANGED, entries_close_lapsed, entry_list, new_entry
+from blocklist.services import ADDED, RELISTED, UNCHANGED, entries_close_lapsed, new_entry
 
 BATCH = 1000
 KEPT_REJECTIONS = 100  # kept for display; all are reported through on_reject
 CSV_COLUMNS = ["network", "code", "reason", "expires_at", "source"]
+# Longest line read, in bytes: a full CSV line (500-character reason in 4-byte characters,
+# all quoted) stays under 3 KB, so anything longer is not one of ours, and is never held whole.
+MAX_LINE = 4096
+REASON_MAX = Entry._meta.get_field("reason").max_length
+SOURCE_MAX = Entry._meta.get_field("source").max_length
+# Attempts at a batch that collides with another writer (a network it lists meanwhile, a deadlock).
+BATCH_ATTEMPTS = 3
 
 
 @dataclass
 class Row:
     line: int
     network: IPNetwork
-    code: str | None = None  # None: not given, keep what a live entry has
+    # None: not given (a plain line, a blank CSV cell): keep what a live entry has.
+    code: str | None = None
     reason: str | None = None
     expires_at: datetime | None = None
     source: str | None = None
@@ -53,20 +69,136 @@ class ImportSummary:
 
 
 class Rejected(Exception):
-    pass
+    """One line that cannot be imported; text is what to show of it, when not the line itself."""
+
+    def __init__(self, why: str, *, text: str | None = None):
+        super().__init__(why)
+        self.text = text
+
+
+class UnreadableList(Exception):
+    """The file is no list at all; nothing of it was imported."""
+
+
+class ImportStopped(Exception):
+    """The database failed in the batch starting at `line`: the batches before it are in, nothing after."""
+
+    def __init__(self, summary: ImportSummary, line: int, error: DatabaseError):
+        super().__init__(
+            f"stopped at line {line} by a database error ({error}); the lines before it are imported, "
+            "nothing from it on: importing the file again finishes the job"
+        )
+        self.summary = summary
+
+
+# --- reading --------------------------------------------------------------------------
+
+# What the commonest files that are not lists start with, and what to tell their owner; other
+# binary data fails the text check of the first line.
+_NOT_TEXT = [
+    (b"\x1f\x8b", "gzip-compressed: decompress it first"),
+    (b"PK\x03\x04", "a zip archive: unpack it first"),
+    (b"\xff\xfe", "UTF-16 text: save it as UTF-8"),
+    (b"\xfe\xff", "UTF-16 text: save it as UTF-8"),
+]
+_UTF8_BOM = b"\xef\xbb\xbf"
+# Control characters that no text list holds (tab, line and form feeds aside).
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def read_lines(stream: BinaryIO) -> Iterator[str | Rejected]:
+    """The lines of a byte stream, decoded, or a Rejected for each that is too long or not UTF-8.
+
+    Reads at most MAX_LINE + 2 bytes at a time: a line of gigabytes costs no more memory than
+    one of ten, and is rejected by its number. The first line with content decides whether
+    this is a text list at all (UnreadableList if not); a UTF-8 BOM before it is dropped.
+    """
+    number, sniffed = 0, False
+    while raw := stream.readline(MAX_LINE + 2):
+        number += 1
+        content = raw.rstrip(b"\r\n")
+        if number == 1:
+            content = content.removeprefix(_UTF8_BOM)
+        if not sniffed and content.strip():
+            _check_text(content)
+            sniffed = True
+        if len(content) > MAX_LINE:
+            if not raw.endswith(b"\n"):
+                _skip_rest_of_line(stream)
+            yield Rejected(f"longer than {MAX_LINE} bytes", text=_shown(content[:40]) + "…")
+            continue
+        try:
+            yield content.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield Rejected(f"not UTF-8 text (byte {e.start + 1} of the line)", text=_shown(content))
+
+
+def _check_text(start: bytes) -> None:
+    for magic, what in _NOT_TEXT:
+        if start.startswith(magic):
+            raise UnreadableList(f"the file is {what}")
+    try:
+        # Incremental, so a character cut at the end of a long line is no error.
+        codecs.getincrementaldecoder("utf-8")().decode(start)
+    except UnicodeDecodeError:
+        binary = True
+    else:
+        binary = _BINARY.search(start) is not None
+    if binary:
+        raise UnreadableList(
+            "the file is not a text list (binary data, or an encoding other than UTF-8): "
+            "one IP or CIDR per line, or CSV, in UTF-8"
+        )
+
+
+def _skip_rest_of_line(stream: BinaryIO) -> None:
+    while (chunk := stream.readline(1 << 16)) and not chunk.endswith(b"\n"):
+        pass
+
+
+def _shown(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _checked_lines(lines: Iterable[str | Rejected]) -> Iterator[tuple[int, str | Rejected]]:
+    """Numbered lines without their line ends; the ones no list holds become Rejected.
+
+    Lines from read_lines are already bounded; text lines from elsewhere (an upload read as
+    text) get the same checks here, after the fact.
+    """
+    for number, line in enumerate(lines, start=1):
+        if isinstance(line, Rejected):
+            yield number, line
+            continue
+        line = line.rstrip("\r\n")
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        if len(line) > MAX_LINE:
+            yield number, Rejected(f"longer than {MAX_LINE} characters", text=line[:40] + "…")
+        elif "\x00" in line:
+            yield number, Rejected("holds a NUL character", text=line)
+        else:
+            yield number, line
+
+
+# --- parsing --------------------------------------------------------------------------
 
 
 def _parse_expiry(text: str) -> datetime | None:
     text = text.strip()
     if not text:
         return None
-    moment = parse_datetime(text)
-    if moment is None:
-        day = parse_date(text)
-        if day is None:
-            raise Rejected(f"expires_at {text!r} is not an ISO 8601 date or time")
-        moment = datetime.combine(day, time.min)
-    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
+    try:
+        moment = parse_datetime(text)
+        if moment is None:
+            day = parse_date(text)
+            if day is None:
+                raise Rejected(f"expires_at {text!r} is not an ISO 8601 date or time")
+            moment = datetime.combine(day, time.min)
+        # In UTC now, so that a time at the edge of the calendar fails here, not in the database.
+        return moment.astimezone(UTC) if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # well formed, but no such day or time (2025-02-30)
+        raise Rejected(f"expires_at {text!r} is not a valid date or time") from None
 
 
 def _network(text: str) -> IPNetwork:
@@ -76,9 +208,12 @@ def _network(text: str) -> IPNetwork:
         raise Rejected("; ".join(e.messages)) from None
 
 
-def _plain_rows(lines: Iterable[str]) -> Iterator[tuple[int, str, Row | Rejected]]:
-    for number, raw in enumerate(lines, start=1):
-        text = raw.split("#", 1)[0].strip()
+def _plain_rows(lines: Iterable[tuple[int, str | Rejected]]) -> Iterator[tuple[int, str, Row | Rejected]]:
+    for number, line in lines:
+        if isinstance(line, Rejected):
+            yield number, line.text or "", line
+            continue
+        text = line.split("#", 1)[0].strip()
         if text:
             try:
                 yield number, text, Row(number, _network(text))
@@ -86,59 +221,118 @@ def _plain_rows(lines: Iterable[str]) -> Iterator[tuple[int, str, Row | Rejected
                 yield number, text, e
 
 
-def _csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, str, Row | Rejected]]:
-    reader = csv.reader(lines)
-    for cells in reader:
-        number = reader.line_num
-        if not cells or not "".join(cells).strip() or cells[0].lstrip().startswith("#"):
-            continue
-        text = ",".join(cells)
-        if number == 1 and cells[0].strip().lower() == "network":
-            continue  # the header
+def _csv_cells(line: str) -> list[str]:
+    # One line is one entry: a quoted field never runs on into the next line (a missing
+    # quote would otherwise swallow the rest of the file).
+    try:
+        return next(csv.reader([line], strict=True), [])
+    except csv.Error as e:
+        if str(e) == "unexpected end of data":
+            raise Rejected("a quoted field is not closed on this line") from None
+        raise Rejected(f"not a CSV line: {e}") from None
+
+
+def _csv_row(number: int, cells: list[str]) -> Row:
+    if len(cells) not in (1, len(CSV_COLUMNS)):
+        raise Rejected(
+            f"{len(cells)} columns; expected {len(CSV_COLUMNS)} ({','.join(CSV_COLUMNS)}), "
+            "or the network alone"
+        )
+    network, code, reason, expires, source = (cells + [""] * len(CSV_COLUMNS))[: len(CSV_COLUMNS)]
+    code, reason, source = code.strip(), reason.strip(), source.strip()
+    if code:
         try:
-            if len(cells) > len(CSV_COLUMNS):
-                raise Rejected(
-                    f"{len(cells)} columns; expected at most {len(CSV_COLUMNS)}: {','.join(CSV_COLUMNS)}"
-                )
-            network, code, reason, expires, source = (cells + [""] * 5)[:5]
-            code = code.strip() or DEFAULT_CODE
-            try:
-                code_validator(code)
-            except ValidationError as e:
-                raise Rejected(f"code {code!r}: {e.messages[0]}") from None
-            if len(reason) > 500:
-                raise Rejected("reason is longer than 500 characters")
-            row = Row(number, _network(network), code, reason.strip(), _parse_expiry(expires), source.strip())
-            yield number, text, row
+            code_validator(code)
+        except ValidationError as e:
+            raise Rejected(f"code {code[:20]!r}: {e.messages[0]}") from None
+    if len(reason) > REASON_MAX:
+        raise Rejected(f"reason is longer than {REASON_MAX} characters")
+    if len(source) > SOURCE_MAX:
+        raise Rejected(f"source is longer than {SOURCE_MAX} characters")
+    expires_at = _parse_expiry(expires)
+    return Row(number, _network(network), code or None, reason or None, expires_at, source or None)
+
+
+def _csv_rows(lines: Iterable[tuple[int, str | Rejected]]) -> Iterator[tuple[int, str, Row | Rejected]]:
+    for number, line in lines:
+        if isinstance(line, Rejected):
+            yield number, line.text or "", line
+            continue
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            cells = _csv_cells(line)
+            if not "".join(cells).strip():
+                continue
+            if number == 1 and cells[0].strip().lower() == "network":
+                _check_header(cells)
+                continue
+            yield number, line, _csv_row(number, cells)
         except Rejected as e:
-            yield number, text, e
+            yield number, line, e
+
+
+def _check_header(cells: list[str]) -> None:
+    # A header in another order would put every reason into the code column: refuse it whole.
+    names = [cell.strip().lower() for cell in cells]
+    if names not in (CSV_COLUMNS, CSV_COLUMNS[:1]):
+        raise UnreadableList(
+            f"the CSV header names the columns {','.join(names)[:200]}; "
+            f"expected {','.join(CSV_COLUMNS)} (or no header)"
+        )
 
 
 def looks_like_csv(first_line: str) -> bool:
     return "," in first_line.split("#", 1)[0]
 
 
-def detect_format(lines: Iterable[str], *, name: str, fmt: str = "auto") -> tuple[str, Iterator[str]]:
+def detect_format(
+    lines: Iterable[str | Rejected], *, name: str, fmt: str = "auto"
+) -> tuple[str, Iterator[str | Rejected]]:
     """(format, the same lines): CSV when the name ends in .csv or the first line has a comma."""
     lines = iter(lines)
     if fmt != "auto":
         return fmt, lines
     first = next(lines, "")
-    fmt = "csv" if name.endswith(".csv") or looks_like_csv(first) else "plain"
+    csv_first = isinstance(first, str) and looks_like_csv(first)
+    fmt = "csv" if name.endswith(".csv") or csv_first else "plain"
     return fmt, itertools.chain([first] if first else [], lines)
 
 
+# --- importing ------------------------------------------------------------------------
+
+
+def import_file(
+    stream: BinaryIO,
+    *,
+    name: str,
+    fmt: str = "auto",
+    source: str = "import",
+    on_reject: Callable[[int, str, str], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import a list from a byte stream (a file opened "rb", an upload), reading it bounded.
+
+    Raises UnreadableList for a file that is no list, ImportStopped when the database fails.
+    """
+    fmt, lines = detect_format(read_lines(stream), name=name, fmt=fmt)
+    return blocklist_import(lines, fmt=fmt, source=source, on_reject=on_reject, on_batch=on_batch)
+
+
 def blocklist_import(
-    lines: Iterable[str],
+    lines: Iterable[str | Rejected],
     *,
     fmt: str = "plain",
     source: str = "import",
     on_reject: Callable[[int, str, str], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> ImportSummary:
-    """Add every network of the list; fmt is "plain" or "csv"."""
+    """Add every network of the list; fmt is "plain" or "csv". Prefer import_file for files."""
+    if len(source) > SOURCE_MAX:
+        raise ValueError(f"source is longer than {SOURCE_MAX} characters")
     summary = ImportSummary()
-    parsed = _csv_rows(lines) if fmt == "csv" else _plain_rows(lines)
+    numbered = _checked_lines(lines)
+    parsed = _csv_rows(numbered) if fmt == "csv" else _plain_rows(numbered)
     while batch := list(itertools.islice(parsed, BATCH)):
         rows = []
         for number, text, outcome in batch:
@@ -150,31 +344,36 @@ def blocklist_import(
                     on_reject(number, text, str(outcome))
             else:
                 rows.append(outcome)
-        _import_batch(rows, default_source=source, summary=summary)
+        try:
+            _import_batch(rows, default_source=source, summary=summary)
+        except DatabaseError as e:
+            raise ImportStopped(summary, batch[0][0], e) from e
         if on_batch:
             on_batch(batch[-1][0])
     return summary
 
 
 def _import_batch(rows: list[Row], *, default_source: str, summary: ImportSummary) -> None:
-    try:
-        with transaction.atomic():
-            counts = _upsert(rows, default_source=default_source)
-    except IntegrityError:
-        # Another writer listed one of these networks meanwhile: go row by row.
-        counts = Counter()
-        for row in rows:
-            _entry, outcome = entry_list(
-                row.network,
-                actor=audit.IMPORT,
-                reason=row.reason or "",
-                code=row.code or DEFAULT_CODE,
-                source=row.source or default_source,
-                expires_at=row.expires_at,
-            )
-            counts[outcome] += 1
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                counts = _upsert(rows, default_source=default_source)
+            break
+        except (IntegrityError, OperationalError) as e:
+            # Another writer listed one of these networks meanwhile, or the two deadlocked:
+            # the batch was rolled back whole, and a new transaction sees what the other wrote.
+            if attempt == BATCH_ATTEMPTS or not _is_collision(e):
+                raise
     for outcome, count in counts.items():
         setattr(summary, outcome, getattr(summary, outcome) + count)
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: another writer went first.
+_RETRYABLE = {"40P01", "40001"}
+
+
+def _is_collision(error: DatabaseError) -> bool:
+    return isinstance(error, IntegrityError) or getattr(error.__cause__, "sqlstate", None) in _RETRYABLE
 
 
 def _upsert(rows: list[Row], *, default_source: str) -> Counter:
@@ -233,7 +432,7 @@ def _upsert(rows: list[Row], *, default_source: str) -> Counter:
         events.append(
             Event(action=audit.Action.UPDATED, actor=audit.IMPORT, entry=entry, reason=entry.reason, at=now)
         )
-    Event.objects.bulk_create(events, batch_size=BATCH)
+    audit.record_many(events)
     return counts
 
 
@@ -242,17 +441,9 @@ UPDATABLE = ["code", "reason", "expires_at", "source"]
 
 
 def _take_new_terms(entry: Entry, row: Row) -> bool:
-    """Copy what a CSV row states onto a live entry; True if anything changed."""
-    if row.code is None:  # a plain line states nothing beyond the network
-        return False
-    new = {
-        "code": row.code,
-        "reason": row.reason,
-        "expires_at": row.expires_at,
-        "source": row.source or entry.source,
-    }
-    if all(getattr(entry, name) == value for name, value in new.items()):
-        return False
+    """Copy what a CSV row states onto a live entry (a blank cell states nothing); True if it changed."""
+    stated = {name: getattr(row, name) for name in UPDATABLE if getattr(row, name) is not None}
+    new = {name: value for name, value in stated.items() if getattr(entry, name) != value}
     for name, value in new.items():
         setattr(entry, name, value)
-    return True
+    return bool(new)

@@ -126,3 +126,56 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} by {self.actor}"
+
+
+class ListVersion(models.Model):
+    """One row counting the changes to the active set, so the exports know when they are stale.
+
+    blocklist.audit bumps it with an UPDATE in the transaction of every change; the row lock
+    that takes is held until commit, so versions become visible in the order they were taken
+    (sequence ids are not: a transaction holding id 10 may commit after one holding id 11).
+    An export that read version N therefore holds every change up to N.
+    """
+
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return str(self.version)
+
+
+class ImportJob(models.Model):
+    """A list uploaded in the admin, imported by the worker: the web request only stores it.
+
+    The file is kept here until the import ends, so a worker that dies midway is replaced by
+    the next one (importing the same list again changes nothing).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("waiting for the worker")
+        RUNNING = "running", _("importing")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
+
+    name = models.CharField(_("file"), max_length=255)
+    source = models.CharField(_("source"), max_length=100)
+    requested_by = models.CharField(_("requested by"), max_length=150)
+    data = models.BinaryField(editable=False)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    lines_done = models.PositiveIntegerField(_("lines read"), default=0)
+    # ImportSummary's counts and the first rejections, once there are any.
+    summary = models.JSONField(null=True, blank=True, editable=False)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("uploaded at"), default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Written after each batch: a running job whose heartbeat stopped lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("import")
+        verbose_name_plural = _("imports")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="importjob_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"

@@ -19,6 +19,19 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record the desk reads and nobody changes: the audit trail, the outbox."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class BoundedLoginForm(AdminAuthenticationForm):
     """The admin login, with the username's length enforced before anyone looks it up.
 

@@ -23,7 +23,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
 from blocklist.models import Entry, Event
-from portal_lib.admin_base import ReadOnlyInline
+from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline
 from requests_app import dashboard, services
 from requests_app.models import DelistRequest, Mail, ReviewQueue, State
 
@@ -38,7 +38,7 @@ class TimelineInline(ReadOnlyInline):
 
 class MailInline(ReadOnlyInline):
     model = Mail
-    fields = ["kind", "created_at", "sent_at", "cancelled_at", "attempts", "last_error"]
+    fields = ["kind", "created_at", "sent_at", "cancelled_at", "failed_at", "attempts", "last_error"]
 
 
 class ReasonForm(forms.Form):
@@ -345,3 +345,36 @@ class ReviewQueueAdmin(DelistRequestAdmin):
     @admin.display(description=_("why in review"))
     def why(self, request: DelistRequest) -> str:
         return request.review_reason or "-"
+
+
+class MailStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("owed", _("owed")),
+            ("sent", _("sent")),
+            ("failed", _("given up")),
+            ("cancelled", _("cancelled")),
+        ]
+
+    def queryset(self, request, queryset):
+        unsent = {"sent_at__isnull": True, "cancelled_at__isnull": True, "failed_at__isnull": True}
+        return {
+            "owed": queryset.filter(**unsent),
+            "sent": queryset.filter(sent_at__isnull=False),
+            "failed": queryset.filter(failed_at__isnull=False),
+            "cancelled": queryset.filter(cancelled_at__isnull=False),
+        }.get(self.value(), queryset)
+
+
+@admin.register(Mail)
+class MailAdmin(ReadOnlyAdmin):
+    """The outbox, read-only: what is owed, what went out, what was given up on and why."""
+
+    list_display = ["id", "kind", "request", "created_at", "sent_at", "failed_at", "attempts", "last_error"]
+    list_filter = [MailStateFilter, "kind"]
+    list_select_related = ["request"]
+    ordering = ["-created_at"]
+    show_full_result_count = False

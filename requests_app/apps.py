@@ -9,7 +9,10 @@ class RequestsAppConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from requests_app import checks  # noqa: F401  (registers the start-up checks)
+        from requests_app import (
+            checks,  # noqa: F401  (registers the start-up checks)
+            tasks,  # noqa: F401  (registers the tasks the web process queues by name)
+        )
         from requests_app.roles import ensure_reviewer_group
 
         # After auth's own handler has created the permissions.

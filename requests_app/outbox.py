@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from portal_lib.queueing import enqueue_after_commit
 from requests_app import emails
 from requests_app.models import DelistRequest, Mail, State
 from requests_app.tokens import confirmation_secret, hash_token, link_token, new_nonce
@@ -37,7 +38,7 @@ def owe(request: DelistRequest, kind: str) -> Mail:
     late for a due delisting still sends its mail at once.
     """
     mail = Mail.objects.create(request=request, kind=kind)
-    transaction.on_commit(lambda: _enqueue(mail.pk))
+    enqueue_after_commit("requests_app.mail_send", mail.pk, what=f"mail {mail.pk}")
     return mail
 
 
@@ -47,17 +48,8 @@ def owe_confirmation(request: DelistRequest) -> Mail:
     nonce = new_nonce()
     DelistRequest.objects.filter(pk=request.pk).update(token_hash=hash_token(confirmation_secret(nonce)))
     mail = Mail.objects.create(request=request, kind=Mail.Kind.CONFIRMATION, token_nonce=nonce)
-    transaction.on_commit(lambda: _enqueue(mail.pk))
+    enqueue_after_commit("requests_app.mail_send", mail.pk, what=f"mail {mail.pk}")
     return mail
-
-
-def _enqueue(mail_id: int) -> None:
-    from requests_app.tasks import mail_send as mail_send_task
-
-    try:
-        mail_send_task.delay(mail_id)
-    except Exception as e:  # noqa: BLE001  (broker away: the mail sweep sends it)
-        logger.warning("could not queue mail %s (%s); the mail sweep will send it", mail_id, e)
 
 
 # The mails that report a change of state, by kind.

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from blocklist import audit
 from blocklist.exports import exports_refresh_if_changed
+from blocklist.import_jobs import import_jobs_resume
 from blocklist.ip import IPAddress
 from blocklist.services import entries_covering, entries_delist, entries_expire
 from requests_app import limits, mailboxes, outbox, policy
@@ -377,6 +378,7 @@ def sweep(*, now: datetime | None = None) -> SweepResult:
         ("mails_failed", outbox.mails_give_up),
         ("requests_expired", requests_expire_stale),
         ("exports", lambda now: exports_refresh_if_changed()),
+        ("imports_resumed", import_jobs_resume),
     )
     for name, step in steps:
         try:

@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from blocklist.ip import parse_network
 from blocklist.services import entry_list
+from requests_app.models import DelistRequest
 
 # Public addresses (the portal refuses documentation and private ranges).
 LISTED_IP = "5.61.14.7"
@@ -54,6 +55,20 @@ def listed(listing):
         "range": listing(LISTED_RANGE, reason="snowshoe spam"),
         "v6": listing(LISTED_V6, reason="open relay"),
     }
+
+
+@pytest.fixture
+def confirmed(client, listed, mailoutbox, django_capture_on_commit_callbacks):
+    """Submits and confirms a request for ip through the sender's pages; returns it."""
+
+    def make(ip=IN_RANGE_IP, email=SENDER):
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(reverse("requests:submit"), {"email": email, "ip": ip})
+        with django_capture_on_commit_callbacks(execute=True):
+            press_delist_button(client, link_path(confirmation_link(mailoutbox[-1])))
+        return DelistRequest.objects.latest("created_at")
+
+    return make
 
 
 def confirmation_link(message: mail.EmailMessage) -> str:

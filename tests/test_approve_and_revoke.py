@@ -11,26 +11,12 @@ from django.urls import reverse
 from blocklist.models import Entry, Event
 from requests_app import services
 from requests_app.checks import check_delist_settings
-from requests_app.models import DelistRequest, Mail, State
-from tests.conftest import IN_RANGE_IP, LISTED_IP, SENDER, confirmation_link, link_path, press_delist_button
+from requests_app.models import Mail, State
+from tests.conftest import LISTED_IP
 
 QUEUE = reverse("admin:requests_app_reviewqueue_changelist")
 REQUESTS = reverse("admin:requests_app_delistrequest_changelist")
 WIDE_RANGE = "37.120.0.0/16"  # covers IN_RANGE_IP, like the /24 the `listed` fixture holds
-
-
-@pytest.fixture
-def confirmed(client, listed, mailoutbox, django_capture_on_commit_callbacks):
-    """Submits and confirms a request for ip through the sender's pages; returns it."""
-
-    def make(ip=IN_RANGE_IP, email=SENDER):
-        with django_capture_on_commit_callbacks(execute=True):
-            client.post(reverse("requests:submit"), {"email": email, "ip": ip})
-        with django_capture_on_commit_callbacks(execute=True):
-            press_delist_button(client, link_path(confirmation_link(mailoutbox[-1])))
-        return DelistRequest.objects.latest("created_at")
-
-    return make
 
 
 @pytest.fixture

@@ -80,6 +80,8 @@ def test_many_mailboxes_at_one_domain_from_many_clients_are_bounded(client, list
     ]
     assert answers == [302] * 4 + [429] * 3
     assert confirmations() == 4
+    refused = submit(client, "late@target.example.net", client_ip="2001:db8:99::1")
+    assert refused.status_code == 429 and 3500 <= int(refused["Retry-After"]) <= 3600
     # Another domain is not held back by it.
     assert submit(client, "user@other.example.net").status_code == 302
 
@@ -126,6 +128,8 @@ def test_the_per_client_limit_counts_ipv6_clients_per_64(client, listed, roomy):
         submit(client, f"u{i}@mail{i}.example.com", client_ip=ip).status_code for i, ip in enumerate(same_64)
     ]
     assert answers == [302, 302, 429]
+    refused = submit(client, "v@mailv.example.com", client_ip="2001:db8:5:6::abcd")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
     # The next /64 over is another client.
     assert submit(client, "w@mailw.example.com", client_ip="2001:db8:5:7::1").status_code == 302
 

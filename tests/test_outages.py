@@ -157,3 +157,20 @@ def test_a_mail_unsendable_for_the_give_up_time_fails_and_its_request_expires_sa
     request = DelistRequest.objects.get()
     assert request.state == State.EXPIRED and request.expiry_reason == "undeliverable"
     assert "could not deliver the confirmation mail" in client.get(response["Location"]).content.decode()
+
+
+def test_the_desk_sees_mail_that_was_given_up(
+    admin_client, listed, settings, django_capture_on_commit_callbacks
+):
+    use_smtp(settings, free_port())
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("requests:submit"), {"email": SENDER, "ip": LISTED_IP})
+    mail = Mail.objects.get()
+    services.sweep(now=mail.created_at + timedelta(seconds=settings.DELIST_MAIL_GIVE_UP))
+    html = admin_client.get("/admin/requests_app/mail/", {"state": "failed"}).content.decode()
+    assert "ConnectionRefusedError" in html and "confirmation link" in html
+    assert "0 mails" not in html
+    assert (
+        "ConnectionRefusedError"
+        not in admin_client.get("/admin/requests_app/mail/", {"state": "sent"}).content.decode()
+    )

@@ -15,29 +15,11 @@ from requests_app.models import DelistRequest, State
 from tests.conftest import (
     IN_RANGE_IP,
     LISTED_IP,
-    SENDER,
     admin_post_data,
-    confirmation_link,
-    link_path,
-    press_delist_button,
 )
 
 QUEUE = reverse("admin:requests_app_reviewqueue_changelist")
 REQUESTS = reverse("admin:requests_app_delistrequest_changelist")
-
-
-@pytest.fixture
-def confirmed(client, listed, mailoutbox, django_capture_on_commit_callbacks):
-    """Submits and confirms a request for ip through the sender's pages; returns it."""
-
-    def make(ip=IN_RANGE_IP, email=SENDER):
-        with django_capture_on_commit_callbacks(execute=True):
-            client.post(reverse("requests:submit"), {"email": email, "ip": ip})
-        with django_capture_on_commit_callbacks(execute=True):
-            press_delist_button(client, link_path(confirmation_link(mailoutbox[-1])))
-        return DelistRequest.objects.latest("created_at")
-
-    return make
 
 
 @pytest.fixture

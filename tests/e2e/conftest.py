@@ -207,7 +207,7 @@ def portal(portal_env, tmp_path, request):
 def _healthy(requests, base_url: str) -> bool:
     try:
         return requests.get(f"{base_url}/healthz", timeout=2).status_code == 200
-    except requests.ConnectionError:
+    except requests.RequestException:  # not up yet, or busy booting: ask again
         return False
 
 

@@ -92,7 +92,7 @@ def test_the_senders_pages_have_no_serious_accessibility_problems(
 
         link = re.search(r"^(https?://\S+/confirm/\S+)$", mailoutbox[-1].body, re.MULTILINE).group(1)
         page.goto(link.replace(settings.PORTAL_BASE_URL, live_server.url))
-        page.wait_for_url(re.compile(r"/confirm/$"))
+        page.wait_for_url(re.compile(r"/confirm/\?request=\d+$"))
         check(page, language, "confirm")
 
         page.click("form[action='/confirm/'] button[type=submit]")

@@ -3,7 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from blocklist.importing import blocklist_import, detect_format
+from blocklist.importing import SOURCE_MAX, ImportStopped, UnreadableList, import_file
 
 
 class Command(BaseCommand):
@@ -25,24 +25,36 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, file: str, format: str, source: str, **options):
+        if len(source) > SOURCE_MAX:
+            raise CommandError(f"--source is longer than {SOURCE_MAX} characters")
         try:
-            stream = sys.stdin if file == "-" else open(file, encoding="utf-8", newline="")  # noqa: SIM115
+            # Bytes, read a bounded line at a time: importing decodes and checks each line itself.
+            stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
         except OSError as e:
             raise CommandError(f"cannot read {file}: {e.strerror}") from e
         with stream:
-            fmt, lines = detect_format(stream, name=file, fmt=format)
             progress = _Progress(self.stderr, stream) if self.stderr.isatty() and file != "-" else None
-            summary = blocklist_import(
-                lines,
-                fmt=fmt,
-                source=source,
-                on_reject=lambda number, text, why: self.stderr.write(
-                    f"line {number}: {text!r} rejected: {why}"
-                ),
-                on_batch=progress.update if progress else None,
-            )
-            if progress:
-                progress.done()
+            try:
+                summary = import_file(
+                    stream,
+                    name=file,
+                    fmt=format,
+                    source=source,
+                    on_reject=lambda number, text, why: self.stderr.write(
+                        f"line {number}: {text!r} rejected: {why}"
+                    ),
+                    on_batch=progress.update if progress else None,
+                )
+            except UnreadableList as e:
+                raise CommandError(f"cannot import {file}: {e}; nothing was imported") from e
+            except ImportStopped as e:
+                self.stdout.write(str(e.summary))
+                raise CommandError(f"{file}: {e}") from e
+            except OSError as e:  # a disk failing midway; the batches before it are in, whole
+                raise CommandError(f"cannot read {file}: {e.strerror or e}") from e
+            finally:
+                if progress:
+                    progress.done()
         self.stdout.write(str(summary))
 
 
@@ -51,11 +63,11 @@ class _Progress:
 
     def __init__(self, out, stream):
         self.out = out
-        self.raw = stream.buffer  # the text layer cannot tell() while iterating; the bytes can
+        self.stream = stream
         self.size = max(1, os.fstat(stream.fileno()).st_size)
 
     def update(self, line: int) -> None:
-        share = min(1.0, self.raw.tell() / self.size)
+        share = min(1.0, self.stream.tell() / self.size)
         bar = "#" * int(share * 30)
         self.out.write(f"\r[{bar:<30}] {share:4.0%} {line} lines", ending="", style_func=str)
         self.out.flush()
