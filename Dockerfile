@@ -8,4 +8,6 @@ COPY . .
 RUN useradd --system --home /app portal && mkdir -p /app/var/exports && chown -R portal /app/var
 USER portal
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", "delist_portal.wsgi"]
+# Workers, threads, time-outs and the access log come from gunicorn.conf.py (WEB_CONCURRENCY
+# overrides the worker count).
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "delist_portal.wsgi"]

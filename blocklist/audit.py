@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from django.conf import settings
@@ -63,11 +63,36 @@ def record_entries(
     )
 
 
+def record_entries_by_request(
+    action: str, by_request: Mapping[int, int], *, actor: str, at: datetime
+) -> None:
+    """One event per entry, each naming its own request (entry id -> request id): the sweep's batches."""
+    record_many(
+        [
+            Event(action=action, actor=actor, entry_id=pk, request_id=rid, at=at)
+            for pk, rid in by_request.items()
+        ]
+    )
+
+
+def record_requests(action: str, request_ids: Iterable[int], *, actor: str, at: datetime) -> None:
+    """One event per request, in one statement: the batch form of record(request_id=...)."""
+    Event.objects.bulk_create(
+        [Event(action=action, actor=actor, request_id=pk, at=at) for pk in request_ids], batch_size=1000
+    )
+
+
 def record_many(events: list[Event]) -> None:
     """Write events built by the caller (an import's batch, each with its own action and reason)."""
     if any(event.entry_id is not None for event in events):
         _active_set_changed()
     Event.objects.bulk_create(events, batch_size=1000)
+
+
+def active_set_changed() -> None:
+    """Count a change to the active set whose events the caller wrote in bulk SQL itself (the
+    import's set-based path): once per transaction covers all its changes."""
+    _active_set_changed()
 
 
 # Changes arriving within this many seconds share one export rewrite, run at its end.

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from functools import reduce
+from functools import cache, reduce
 
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from blocklist import audit
 from blocklist.ip import IPAddress, IPNetwork, covering_starts, network_start
-from blocklist.models import DEFAULT_CODE, Entry, EntryQuerySet
+from blocklist.models import DEFAULT_CODE, Entry, EntryQuerySet, active_q
 
 logger = logging.getLogger(__name__)
 
@@ -25,18 +25,33 @@ ADDED, RELISTED, UNCHANGED = "added", "relisted", "unchanged"
 
 
 def covering_q(address: IPAddress) -> Q:
-    """Entries whose network contains the address: one equality probe per prefix length.
+    """Entries whose network contains the address, as one index can answer it.
 
-    Each probe hits the (network_start, prefix_len) index, so a lookup costs a handful
-    of index reads whatever the size of the list.
+    PostgreSQL: `network_cidr >>= ip`, one probe of entry_cidr_idx (live entries only).
+    Elsewhere: one equality probe per prefix length on (network_start, prefix_len), so a
+    lookup costs a handful of index reads whatever the size of the list.
     """
+    if connection.vendor == "postgresql":
+        return Q(network_cidr__covers=str(address))
     probes = (Q(network_start=start, prefix_len=prefix) for prefix, start in covering_starts(address))
     return reduce(operator.or_, probes)
 
 
 def entries_covering(address: IPAddress, *, now: datetime | None = None) -> EntryQuerySet:
-    """Active entries whose network contains the address, broadest first."""
-    return Entry.objects.active(now).filter(covering_q(address)).order_by("prefix_len", "listed_at")
+    """Active entries whose network contains the address, broadest first.
+
+    One query; on PostgreSQL its WHERE is `network_cidr >>= ip AND delisted_at IS NULL AND
+    (expires_at IS NULL OR expires_at > now)`, which the partial entry_cidr_idx serves. Most of
+    a lookup's cost is Django building that query, so it is built with one filter() on an
+    ordering made once.
+    """
+    return _broadest_first().filter(active_q(now or timezone.now()), covering_q(address))
+
+
+@cache
+def _broadest_first() -> EntryQuerySet:
+    # Never evaluated itself: each lookup filters (clones) it.
+    return Entry.objects.order_by("prefix_len", "listed_at")
 
 
 def new_entry(network: IPNetwork, **fields) -> Entry:
@@ -127,6 +142,49 @@ def entries_delist(
     if ids:
         logger.info("delisted %d entr%s (%s)", len(ids), "y" if len(ids) == 1 else "ies", by)
     return len(ids)
+
+
+def entries_delist_for_requests(by_request: Mapping[int, int], *, actor: str, now: datetime) -> int:
+    """entries_delist for a batch of delist requests: `by_request` maps each entry id to the
+    request that delists it (its `delisted_by` and the request of its audit event). Set-based:
+    a few statements per batch, whatever its size. Entries already delisted are left alone."""
+    with transaction.atomic():
+        # Locked in id order: two sweeps sharing an entry queue up instead of deadlocking.
+        ids = list(
+            Entry.objects.select_for_update()
+            .filter(pk__in=list(by_request), delisted_at__isnull=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        delisted = {pk: by_request[pk] for pk in ids}
+        _stamp_delisted_by_request(delisted, now=now)
+        audit.record_entries_by_request(audit.Action.DELISTED, delisted, actor=actor, at=now)
+    if ids:
+        logger.info(
+            "delisted %d entr%s for %d delist request(s)",
+            len(ids),
+            "y" if len(ids) == 1 else "ies",
+            len(set(delisted.values())),
+        )
+    return len(ids)
+
+
+def _stamp_delisted_by_request(by_request: dict[int, int], *, now: datetime) -> None:
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Entry._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} AS e SET delisted_at = %s, delisted_by = 'delist request #' || v.request_id "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(entry_id, request_id) WHERE e.id = v.entry_id",
+                [now, list(by_request), list(by_request.values())],
+            )
+        return
+    # SQLite: the same as a CASE over the ids, in chunks its limit on parameters takes.
+    items = list(by_request.items())
+    for start in range(0, len(items), 1000):
+        chunk = items[start : start + 1000]
+        by = Case(*(When(pk=pk, then=Value(f"delist request #{request_id}")) for pk, request_id in chunk))
+        Entry.objects.filter(pk__in=[pk for pk, _ in chunk]).update(delisted_at=now, delisted_by=by)
 
 
 def entries_close_lapsed(entry_ids: list[int], *, now: datetime) -> None:

@@ -1,8 +1,11 @@
+import hashlib
 import hmac
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.http import quote_etag
 from django.views.decorators.http import require_safe
 
 from blocklist.exports import CONTENT_TYPES, FILE_NAMES, export_chunks
@@ -12,7 +15,7 @@ from blocklist.services import entries_covering
 from portal_lib.rates import client_limited
 
 
-def _too_many(request) -> JsonResponse | None:
+def _too_many(request: HttpRequest) -> JsonResponse | None:
     """429 with Retry-After once this client is past DELIST_API_RATE."""
     limited = client_limited(request, group="api", rate=settings.DELIST_API_RATE)
     if limited is None:
@@ -28,8 +31,13 @@ def _too_many(request) -> JsonResponse | None:
     return response
 
 
+# Mail servers and proxies may reuse an answer this long; a delisting shows within a minute.
+API_MAX_AGE = 60
+
+
 @require_safe
-def api_ip(request, ip: str):
+def api_ip(request: HttpRequest, ip: str) -> HttpResponse:
+    """The listing status of one IP: one database query, one cache round trip (the rate limit)."""
     if refused := _too_many(request):
         return refused
     try:
@@ -37,7 +45,7 @@ def api_ip(request, ip: str):
     except ValidationError as e:
         return JsonResponse({"error": " ".join(e.messages)}, status=400)
     entries = list(entries_covering(address))
-    return JsonResponse(
+    response = JsonResponse(
         {
             "ip": str(address),
             "listed": bool(entries),
@@ -45,6 +53,19 @@ def api_ip(request, ip: str):
             "delist_url": delist_url(str(address)),
         }
     )
+    return _cacheable(request, response)
+
+
+def _cacheable(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Cache-Control and an ETag of the body; 304 when the client holds that body already.
+
+    Hashing the body, not a version of the list, keeps the ETag exact without another query:
+    it changes when an entry expires too, which no counter of changes sees.
+    """
+    etag = quote_etag(hashlib.blake2b(response.content, digest_size=16).hexdigest())
+    response["ETag"] = etag
+    patch_cache_control(response, public=True, max_age=API_MAX_AGE)
+    return get_conditional_response(request, etag=etag, response=response)
 
 
 def _bearer_token(request) -> str | None:

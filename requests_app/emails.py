@@ -1,10 +1,14 @@
 """One function per message. Each message is three templates under templates/emails/:
-<name>-subject.txt, <name>-body-text.txt and <name>-body-html.html."""
+<name>-subject.txt, <name>-body-text.txt and <name>-body-html.html.
+
+Each takes the mail connection to send over (Django's get_connection()), so the outbox sends a
+batch over one SMTP session; without one, Django opens and closes a connection for the mail."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.base import BaseEmailBackend
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
@@ -20,34 +24,41 @@ def status_url(request: DelistRequest) -> str:
     return absolute_url(reverse("requests:status", args=[request.status_key]))
 
 
-def _send(name: str, request: DelistRequest, context: dict) -> None:
+def _send(
+    name: str, request: DelistRequest, context: dict, *, connection: BaseEmailBackend | None = None
+) -> None:
     context = {"request": request, "status_url": status_url(request), **context}
     # The worker sends later than the sender asked: use the language they asked in.
     with translation.override(request.language):
         subject = " ".join(render_to_string(f"emails/{name}-subject.txt", context).split())
         text = render_to_string(f"emails/{name}-body-text.txt", context)
         html = render_to_string(f"emails/{name}-body-html.html", context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [request.email])
+    message = EmailMultiAlternatives(
+        subject, text, settings.DEFAULT_FROM_EMAIL, [request.email], connection=connection
+    )
     message.attach_alternative(html, "text/html")
     message.send()
 
 
-def send_confirmation(request: DelistRequest, token: str) -> None:
+def send_confirmation(
+    request: DelistRequest, token: str, *, connection: BaseEmailBackend | None = None
+) -> None:
     confirm_url = absolute_url(reverse("requests:confirm_link", args=[token]))
-    _send("confirmation", request, {"confirm_url": confirm_url, "expires_at": request.token_expires_at})
+    context = {"confirm_url": confirm_url, "expires_at": request.token_expires_at}
+    _send("confirmation", request, context, connection=connection)
 
 
-def send_completed(request: DelistRequest) -> None:
-    _send("completed", request, {})
+def send_completed(request: DelistRequest, *, connection: BaseEmailBackend | None = None) -> None:
+    _send("completed", request, {}, connection=connection)
 
 
-def send_needs_review(request: DelistRequest) -> None:
-    _send("needs_review", request, {})
+def send_needs_review(request: DelistRequest, *, connection: BaseEmailBackend | None = None) -> None:
+    _send("needs_review", request, {}, connection=connection)
 
 
-def send_rejected(request: DelistRequest) -> None:
-    _send("rejected", request, {})
+def send_rejected(request: DelistRequest, *, connection: BaseEmailBackend | None = None) -> None:
+    _send("rejected", request, {}, connection=connection)
 
 
-def send_revoked(request: DelistRequest) -> None:
-    _send("revoked", request, {})
+def send_revoked(request: DelistRequest, *, connection: BaseEmailBackend | None = None) -> None:
+    _send("revoked", request, {}, connection=connection)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -21,10 +21,10 @@ from blocklist import audit
 from blocklist.exports import exports_refresh_if_changed
 from blocklist.import_jobs import import_jobs_resume
 from blocklist.ip import IPAddress
-from blocklist.services import entries_covering, entries_delist, entries_expire
+from blocklist.services import entries_covering, entries_delist_for_requests, entries_expire
 from requests_app import limits, mailboxes, outbox, policy
 from requests_app.models import DelistRequest, ExpiryReason, Mail, State
-from requests_app.tokens import hash_token, split_link_token
+from requests_app.tokens import hash_token, looks_like_key, split_link_token
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ def request_submit(
     recipient = mailboxes.mailbox(email)
     domain = mailboxes.recipient_domain(email)
     with transaction.atomic():
-        limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
         request = DelistRequest.objects.create(
             email=email,
             mailbox=recipient,
@@ -69,6 +68,9 @@ def request_submit(
         )
         audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
         _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
+        # Last, just before the mail is owed: the limits' lock is then held only for the count,
+        # the insert and the commit. Refused, the whole transaction rolls back: nothing is kept.
+        limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
         outbox.owe_confirmation(request)
     logger.info("request %s submitted for %s", request.pk, request.ip)
     return request
@@ -95,16 +97,21 @@ def _supersede_pending(*, mailbox: str, ip: str, by: DelistRequest, now: datetim
 # --- confirming -------------------------------------------------------------------
 
 
-def _why_not_pending(request: DelistRequest, *, now: datetime) -> ConfirmationError | None:
+def _pending_with(request: DelistRequest | None, token_hash: str, *, now: datetime) -> DelistRequest:
+    """The request, if it is pending and its link's hash is token_hash; else the reason it is not."""
+    if request is None:
+        raise ConfirmationError("unknown")
     if request.state == State.SUPERSEDED:
-        return ConfirmationError("superseded", request)
+        raise ConfirmationError("superseded", request)
     if request.state == State.EXPIRED or (
         request.state == State.PENDING and request.token_expires_at and request.token_expires_at <= now
     ):
-        return ConfirmationError("expired", request)
+        raise ConfirmationError("expired", request)
     if request.state != State.PENDING:
-        return ConfirmationError("used", request)
-    return None
+        raise ConfirmationError("used", request)
+    if not hmac.compare_digest(request.token_hash or "", token_hash):
+        raise ConfirmationError("unknown")
+    return request
 
 
 def request_for_link(token: str, *, now: datetime | None = None) -> tuple[DelistRequest, str]:
@@ -113,17 +120,16 @@ def request_for_link(token: str, *, now: datetime | None = None) -> tuple[Delist
     now = now or timezone.now()
     parts = split_link_token(token)
     if parts is None:
+        if looks_like_key(token):  # a bare token, as links read before they carried the status key
+            token_hash = hash_token(token)
+            return _pending_with(
+                DelistRequest.objects.filter(token_hash=token_hash).first(), token_hash, now=now
+            ), token_hash
         raise ConfirmationError("unknown")
     status_key, secret = parts
-    request = DelistRequest.objects.filter(status_key=status_key).first()
-    if request is None:
-        raise ConfirmationError("unknown")
-    if error := _why_not_pending(request, now=now):
-        raise error
     token_hash = hash_token(secret)
-    if not hmac.compare_digest(request.token_hash or "", token_hash):
-        raise ConfirmationError("unknown")
-    return request, token_hash
+    request = DelistRequest.objects.filter(status_key=status_key).first()
+    return _pending_with(request, token_hash, now=now), token_hash
 
 
 def request_for_confirmation(
@@ -134,14 +140,7 @@ def request_for_confirmation(
     now = now or timezone.now()
     if not isinstance(token_hash, str) or not str(request_id).isdigit() or len(str(request_id)) > 18:
         raise ConfirmationError("unknown")
-    request = DelistRequest.objects.filter(pk=int(str(request_id))).first()
-    if request is None:
-        raise ConfirmationError("unknown")
-    if error := _why_not_pending(request, now=now):
-        raise error
-    if not hmac.compare_digest(request.token_hash or "", token_hash):
-        raise ConfirmationError("unknown")
-    return request
+    return _pending_with(DelistRequest.objects.filter(pk=int(str(request_id))).first(), token_hash, now=now)
 
 
 def request_confirm(*, request_id: object, token_hash: object, now: datetime | None = None) -> DelistRequest:
@@ -265,6 +264,7 @@ def delisting_apply(*, request_id: int, now: datetime | None = None) -> bool:
     """Delist what an approved, due request covers; True if this call did it.
 
     The conditional UPDATE is the claim: with two workers, exactly one sees a row change.
+    Then the same set-based work as the sweep's batches, for a batch of one.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -273,31 +273,84 @@ def delisting_apply(*, request_id: int, now: datetime | None = None) -> bool:
         ).update(state=State.COMPLETED, completed_at=now)
         if not claimed:
             return False
-        request = DelistRequest.objects.get(pk=request_id)
-        entry_ids = list(request.entries.values_list("pk", flat=True))
-        entries_delist(entry_ids, actor=audit.WORKER, request=request, now=now)
-        audit.record(audit.Action.COMPLETED, actor=audit.WORKER, request=request, at=now)
-        outbox.owe(request, Mail.Kind.COMPLETED)
-    logger.info("request %s completed: %s delisted", request_id, request.ip)
+        _delistings_apply([request_id], now=now)
+    logger.info("request %s completed", request_id)
     return True
 
 
 def delistings_apply_due(*, now: datetime | None = None) -> int:
-    """Apply every due delisting, one claimed request at a time, in batches of ids.
+    """Apply every due delisting, BATCH claimed requests per transaction, set-based.
 
-    A request that fails to apply is logged and left for the next sweep; the others go on.
+    A batch that fails is rolled back and applied again one request at a time: a request that
+    still fails is logged and left for the next sweep; the others go on.
     """
     now = now or timezone.now()
-    due = DelistRequest.objects.filter(state=State.APPROVED, effective_at__lte=now)
-    applied, after_pk = 0, 0
-    while batch := list(due.filter(pk__gt=after_pk).order_by("pk").values_list("pk", flat=True)[:BATCH]):
-        for pk in batch:
-            try:
-                applied += delisting_apply(request_id=pk, now=now)
-            except Exception:  # noqa: BLE001  (one bad row must not hold back the others)
-                logger.exception("could not apply the delisting of request %s; the next sweep retries", pk)
-        after_pk = batch[-1]
+    applied, failed = 0, []
+    while True:
+        claimed: list[int] = []
+        try:
+            with transaction.atomic():
+                claimed = _delistings_claim_due(now=now, skip=failed)
+                if not claimed:
+                    break
+                _delistings_apply(claimed, now=now)
+        except Exception:  # noqa: BLE001  (one bad row must not hold back the others)
+            if not claimed:
+                raise
+            logger.exception(
+                "could not apply a batch of %d delistings; applying them one by one", len(claimed)
+            )
+            for pk in claimed:
+                try:
+                    applied += delisting_apply(request_id=pk, now=now)
+                except Exception:  # noqa: BLE001
+                    logger.exception(
+                        "could not apply the delisting of request %s; the next sweep retries", pk
+                    )
+                    failed.append(pk)
+            continue
+        applied += len(claimed)
+        logger.info("%d delisting(s) applied in one batch", len(claimed))
     return applied
+
+
+def _delistings_claim_due(*, now: datetime, skip: list[int]) -> list[int]:
+    """Mark up to BATCH due requests completed and return their ids: the batch's claim.
+
+    Oldest due first, in the order of request_due_idx (state, effective_at), so the claim reads
+    only the rows it takes however stale the planner's statistics are after a burst.
+    """
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(DelistRequest._meta.db_table)
+        # SKIP LOCKED: a second worker takes the next rows instead of waiting for these.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET state = %s, completed_at = %s WHERE id IN (SELECT id FROM {table} "
+                "WHERE state = %s AND effective_at <= %s AND id <> ALL(%s::bigint[]) "
+                "ORDER BY effective_at FOR UPDATE SKIP LOCKED LIMIT %s) RETURNING id",
+                [State.COMPLETED, now, State.APPROVED, now, skip, BATCH],
+            )
+            return [pk for (pk,) in cursor.fetchall()]
+    # SQLite: this IMMEDIATE transaction holds the database's only write lock already.
+    due = DelistRequest.objects.filter(state=State.APPROVED, effective_at__lte=now).exclude(pk__in=skip)
+    ids = list(due.order_by("effective_at").values_list("pk", flat=True)[:BATCH])
+    DelistRequest.objects.filter(pk__in=ids).update(state=State.COMPLETED, completed_at=now)
+    return ids
+
+
+def _delistings_apply(request_ids: list[int], *, now: datetime) -> None:
+    """What completing the claimed requests means, set-based: the entries recorded at
+    confirmation delisted (an entry several of them cover, by the first), a "completed" event
+    and a mail for each. Runs inside the claim's transaction."""
+    first_request: dict[int, int] = {}
+    covered = DelistRequest.entries.through.objects.filter(delistrequest_id__in=request_ids)
+    for entry_id, request_id in covered.order_by("delistrequest_id").values_list(
+        "entry_id", "delistrequest_id"
+    ):
+        first_request.setdefault(entry_id, request_id)
+    entries_delist_for_requests(first_request, actor=audit.WORKER, now=now)
+    audit.record_requests(audit.Action.COMPLETED, request_ids, actor=audit.WORKER, at=now)
+    outbox.owe_many(request_ids, Mail.Kind.COMPLETED)
 
 
 def requests_expire_stale(*, now: datetime | None = None) -> int:

@@ -236,3 +236,17 @@ def test_an_entry_that_disallows_self_service_sends_the_request_to_review(
 
 def test_the_confirm_page_answers_only_get_head_and_post(client, db):
     assert client.put(reverse("requests:confirm")).status_code == 405
+
+
+def test_a_link_mailed_before_links_carried_the_status_key_still_confirms(
+    client, requested, django_capture_on_commit_callbacks
+):
+    from requests_app.tokens import hash_token
+
+    request, _link = requested()
+    old_token = "B" * 22
+    DelistRequest.objects.filter(pk=request.pk).update(token_hash=hash_token(old_token))
+    with django_capture_on_commit_callbacks(execute=True):
+        press_delist_button(client, f"/confirm/{old_token}")
+    request.refresh_from_db()
+    assert request.state == State.APPROVED and request.token_hash is None

@@ -150,7 +150,6 @@ def tampered(token: str) -> list[str]:
         f"{key}.{secret}%00",
         f"{key}",
         f"{key.lower()}.{secret}",
-        secret,  # the secret alone
         f"{KEY}.{secret}",  # another request's key
     ]
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from delist_portal.celery import app as celery_app
 from requests_app import outbox, services
 from requests_app.models import DelistRequest, Mail, State
-from tests.conftest import LISTED_IP, SENDER, free_port, press_delist_button
+from tests.conftest import LISTED_IP, SENDER, Inbox, free_port, press_delist_button
 
 
 def text_part(message) -> str:
@@ -174,3 +174,55 @@ def test_the_desk_sees_mail_that_was_given_up(
         "ConnectionRefusedError"
         not in admin_client.get("/admin/requests_app/mail/", {"state": "sent"}).content.decode()
     )
+
+
+def owe_rejections(count: int, *, bouncing: int | None = None) -> list[Mail]:
+    """Rejection mails owed to `count` senders; the one numbered `bouncing` has no mailbox."""
+    mails = []
+    for n in range(count):
+        local = "bounce" if n == bouncing else f"s{n}"
+        request = DelistRequest.objects.create(
+            email=f"{local}@mail.example.com", ip=LISTED_IP, state=State.REJECTED
+        )
+        mails.append(outbox.owe(request, Mail.Kind.REJECTED))
+    return mails
+
+
+def test_a_batch_of_mail_goes_out_over_one_smtp_connection(listed, settings, smtp_inbox):
+    use_smtp(settings, smtp_inbox.port)
+    owe_rejections(5)
+    assert outbox.mails_send_due() == 5
+    assert len(smtp_inbox.messages) == 5
+    # aiosmtpd stamps each message with the client's address and port: one port, one session.
+    assert len({m["X-Peer"] for m in smtp_inbox.messages}) == 1
+    assert Mail.objects.filter(sent_at__isnull=False, attempts=1).count() == 5
+
+
+class RefusingInbox(Inbox):
+    """Refuses the recipient "bounce@...", as a relay that knows its mailboxes does."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("bounce@"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_one_mail_refused_in_a_batch_backs_off_alone_and_the_others_go_out(listed, settings):
+    from aiosmtpd.controller import Controller
+
+    inbox = RefusingInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        use_smtp(settings, controller.port)
+        mails = owe_rejections(5, bouncing=2)
+        assert outbox.mails_send_due() == 4
+    finally:
+        controller.stop()
+    assert len(inbox.messages) == 4
+    refused = Mail.objects.get(pk=mails[2].pk)
+    assert refused.sent_at is None and refused.attempts == 1
+    assert "SMTPRecipientsRefused" in refused.last_error
+    assert 29 <= (refused.due_at - refused.created_at).total_seconds() <= 31
+    assert Mail.objects.filter(sent_at__isnull=False).count() == 4

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from requests_app import outbox, services
 from requests_app.models import DelistRequest, Mail, State
@@ -28,9 +29,8 @@ def approved(client, listed, settings, django_capture_on_commit_callbacks):
     return request
 
 
-@pytest.fixture
-def silent_smtp():
-    """A server on loopback that accepts connections and never answers: the worst SMTP there is."""
+def hanging_smtp(greeting: bytes = b""):
+    """A server on loopback that accepts connections, says `greeting`, and then nothing more."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
@@ -40,9 +40,12 @@ def silent_smtp():
         server.settimeout(0.2)
         while not stop.is_set():
             try:
-                held.append(server.accept()[0])
+                conn = server.accept()[0]
             except TimeoutError:
                 continue
+            held.append(conn)
+            if greeting:
+                conn.sendall(greeting)
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -52,6 +55,18 @@ def silent_smtp():
     for conn in held:
         conn.close()
     server.close()
+
+
+@pytest.fixture
+def silent_smtp():
+    """Accepts connections and never answers, not even the greeting: the worst SMTP there is."""
+    yield from hanging_smtp()
+
+
+@pytest.fixture
+def stalling_smtp():
+    """Greets each connection, then never answers: every mail times out on its own."""
+    yield from hanging_smtp(b"220 stall.example.org ESMTP\r\n")
 
 
 @pytest.mark.parametrize(
@@ -85,14 +100,15 @@ def test_one_request_that_cannot_be_applied_does_not_hold_back_the_others(listin
         request.entries.set(entries_covering(parse_ip(ip)))
         services.request_approve(request=request, actor="rita")
         requests.append(request)
-    real = services.delisting_apply
+    real = services._delistings_apply
 
-    def flaky(*, request_id, now=None):
-        if request_id == requests[1].pk:
+    def flaky(request_ids, *, now):
+        # Breaks every batch holding the second request: the batch of three, then that one alone.
+        if requests[1].pk in request_ids:
             raise RuntimeError("this one is broken")
-        return real(request_id=request_id, now=now)
+        return real(request_ids, now=now)
 
-    monkeypatch.setattr(services, "delisting_apply", flaky)
+    monkeypatch.setattr(services, "_delistings_apply", flaky)
     due = max(r.effective_at for r in DelistRequest.objects.all())
     assert services.sweep(now=due).delistings_applied == 2
     assert "this one is broken" in caplog.text
@@ -120,9 +136,9 @@ def test_a_due_delisting_is_applied_on_time_while_smtp_hangs(approved, settings,
     assert completion.due_at > completion.created_at
 
 
-def test_the_mail_sweep_stops_at_its_budget_and_the_next_one_goes_on(listed, settings, silent_smtp):
+def test_the_mail_sweep_stops_at_its_budget_and_the_next_one_goes_on(listed, settings, stalling_smtp):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", silent_smtp, 1
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", stalling_smtp, 1
     for i in range(5):
         request = DelistRequest.objects.create(
             email=f"s{i}@mail.example.com", ip=LISTED_IP, state=State.REJECTED
@@ -133,3 +149,23 @@ def test_the_mail_sweep_stops_at_its_budget_and_the_next_one_goes_on(listed, set
     assert time.monotonic() - started < 4
     tried = Mail.objects.filter(attempts__gt=0).count()
     assert 1 <= tried < 5  # stopped at the budget, the rest waits for the next run
+    # The rest was handed back untried: due at once, no attempt counted.
+    untried = Mail.objects.filter(attempts=0)
+    assert untried.count() == 5 - tried and all(m.due_at <= timezone.now() for m in untried)
+
+
+def test_smtp_that_never_answers_costs_one_time_out_per_batch_not_per_mail(listed, settings, silent_smtp):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", silent_smtp, 1
+    for i in range(5):
+        request = DelistRequest.objects.create(
+            email=f"s{i}@mail.example.com", ip=LISTED_IP, state=State.REJECTED
+        )
+        outbox.owe(request, Mail.Kind.REJECTED)
+    started = time.monotonic()
+    assert outbox.mails_send_due(budget=30) == 0
+    assert time.monotonic() - started < 3  # one connection attempt for the batch, not five
+    # Each mail still records its own failed attempt and backs off as if tried alone.
+    for mail in Mail.objects.all():
+        assert mail.attempts == 1 and "timed out" in mail.last_error
+        assert 29 <= (mail.due_at - mail.created_at).total_seconds() <= 31
