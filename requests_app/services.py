@@ -57,6 +57,9 @@ def request_submit(
     recipient = mailboxes.mailbox(email)
     domain = mailboxes.recipient_domain(email)
     with transaction.atomic():
+        # First: the limits' lock also orders concurrent submissions for one mailbox, whose
+        # supersede steps would otherwise lock each other's rows in opposite orders (deadlock).
+        limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
         request = DelistRequest.objects.create(
             email=email,
             mailbox=recipient,
@@ -68,9 +71,6 @@ def request_submit(
         )
         audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
         _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
-        # Last, just before the mail is owed: the limits' lock is then held only for the count,
-        # the insert and the commit. Refused, the whole transaction rolls back: nothing is kept.
-        limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
         outbox.owe_confirmation(request)
     logger.info("request %s submitted for %s", request.pk, request.ip)
     return request
