@@ -215,19 +215,7 @@ class CpuMeter:
         self.roots, self.admin, self.database = roots, admin, database
 
     def sample(self) -> dict[str, dict[int, float]]:
-        ticks = os.sysconf("SC_CLK_TCK")
-        parents, used, names = {}, {}, {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # gone meanwhile
-                continue
-            name, rest = stat.split(" (", 1)[1].rsplit(")", 1)
-            fields, pid = rest.split(), int(entry.name)
-            parents[pid], names[pid] = int(fields[1]), name
-            used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        parents, used, names = lookup.processes()
         groups = {}
         for name, root in self.roots.items():
             tree, grew = {root}, True

@@ -260,6 +260,24 @@ def request_bytes(method: str, path: str, port: int, *, body: bytes = b"", heade
     ).encode() + body
 
 
+def processes() -> tuple[dict[int, int], dict[int, float], dict[int, str]]:
+    """Every process's parent, CPU seconds so far (user + system) and name, read from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents, used, names = {}, {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, rest = stat.split(" (", 1)[1].rsplit(")", 1)
+        fields, pid = rest.split(), int(entry.name)
+        parents[pid], names[pid] = int(fields[1]), name
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return parents, used, names
+
+
 class CpuMeter:
     """CPU seconds used so far by gunicorn (its whole tree), PostgreSQL (every backend of the
     scratch database), Redis and this client, read from /proc."""
@@ -268,19 +286,7 @@ class CpuMeter:
         self.gunicorn_pid, self.admin, self.database = gunicorn_pid, admin, database
 
     def sample(self) -> Counter:
-        ticks = os.sysconf("SC_CLK_TCK")
-        parents, used, names = {}, {}, {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # gone meanwhile
-                continue
-            name, rest = stat.split(" (", 1)[1].rsplit(")", 1)
-            fields, pid = rest.split(), int(entry.name)
-            parents[pid], names[pid] = int(fields[1]), name
-            used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        parents, used, names = processes()
         tree = {self.gunicorn_pid}
         while more := {pid for pid, parent in parents.items() if parent in tree} - tree:
             tree |= more
