@@ -235,12 +235,14 @@ def _commits_without_waiting_for_the_disk() -> Iterator[None]:
 
 
 def _mail_sent(mail: Mail, *, expires_at: datetime | None) -> None:
+    # The request's row before its mail's, the order every writer keeps (a submission that
+    # supersedes this request locks it, then cancels its mails): the other order deadlocked.
     with transaction.atomic():
-        Mail.objects.filter(pk=mail.pk).update(sent_at=timezone.now(), last_error="")
         if expires_at is not None:
             DelistRequest.objects.filter(
                 pk=mail.request_id, state=State.PENDING, token_expires_at__isnull=True
             ).update(token_expires_at=expires_at)
+        Mail.objects.filter(pk=mail.pk).update(sent_at=timezone.now(), last_error="")
 
 
 def _mail_failed(mail: Mail, error: Exception, *, now: datetime) -> None:
