@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -37,3 +38,32 @@ def needs_review(ip: str, entries: Sequence[Entry], *, now: datetime) -> str:
             f"in {settings.DELIST_SELF_SERVICE_WINDOW_DAYS} days already"
         )
     return ""
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where an IP stands on the self-service ladder, as the pages tell it to the sender."""
+
+    self_service: bool  # a confirmed request would be approved without a reviewer
+    why_review: str  # "" when self_service, else the reason (as needs_review gives it)
+    used: int  # self-service delistings of this IP within the window
+    limit: int
+    window_days: int
+
+    @property
+    def left(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+def standing(ip: str, entries: Sequence[Entry], *, now: datetime) -> Standing:
+    """The ladder for `ip` covered by `entries`: the one place the pages ask."""
+    window_days = settings.DELIST_SELF_SERVICE_WINDOW_DAYS
+    used = self_service_delistings(ip, since=now - timedelta(days=window_days))
+    why = needs_review(ip, entries, now=now)
+    return Standing(
+        self_service=bool(entries) and not why,
+        why_review=why,
+        used=used,
+        limit=settings.DELIST_SELF_SERVICE_LIMIT,
+        window_days=window_days,
+    )
