@@ -11,7 +11,7 @@ from django.views.decorators.http import require_safe
 from blocklist.exports import CONTENT_TYPES, FILE_NAMES, export_chunks
 from blocklist.formats import delist_url, entry_json
 from blocklist.ip import parse_ip
-from blocklist.services import entries_covering
+from blocklist.services import lookup
 from portal_lib.rates import client_limited
 
 
@@ -44,7 +44,7 @@ def api_ip(request: HttpRequest, ip: str) -> HttpResponse:
         address = parse_ip(ip)
     except ValidationError as e:
         return JsonResponse({"error": " ".join(e.messages)}, status=400)
-    entries = list(entries_covering(address))
+    entries = lookup(address)
     response = JsonResponse(
         {
             "ip": str(address),

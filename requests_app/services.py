@@ -21,7 +21,7 @@ from blocklist import audit
 from blocklist.exports import exports_refresh_if_changed
 from blocklist.import_jobs import import_jobs_resume
 from blocklist.ip import IPAddress
-from blocklist.services import entries_covering, entries_delist_for_requests, entries_expire
+from blocklist.services import entries_covering, entries_delist_for_requests, entries_expire, lookup
 from requests_app import limits, mailboxes, outbox, policy
 from requests_app.models import DelistRequest, ExpiryReason, Mail, State
 from requests_app.tokens import hash_token, looks_like_key, split_link_token
@@ -149,7 +149,7 @@ def request_confirm(*, request_id: object, token_hash: object, now: datetime | N
     now = now or timezone.now()
     with transaction.atomic():
         request = request_for_confirmation(request_id=request_id, token_hash=token_hash, now=now)
-        entries = list(entries_covering(_ip(request), now=now))
+        entries = lookup(_ip(request), now=now)
         why_review = policy.needs_review(request.ip, entries, now=now)
         decision = (
             {"state": State.NEEDS_REVIEW} if why_review else _approval(actor=audit.SELF_SERVICE, now=now)

@@ -10,7 +10,7 @@ from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from blocklist.services import entries_covering
+from blocklist.services import lookup
 from portal_lib.client_ip import client_ip
 from portal_lib.rates import client_limited
 from requests_app import policy, services
@@ -28,7 +28,7 @@ def _lookup(form: CheckForm) -> dict | None:
     if not form.is_bound or "ip" not in form.cleaned_data:
         return None
     address = form.cleaned_data["ip"]
-    entries = list(entries_covering(address))
+    entries = lookup(address)
     return {
         "ip": address,
         "entries": entries,

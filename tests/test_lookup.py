@@ -10,12 +10,31 @@ from django.utils import timezone
 from blocklist.importing import blocklist_import
 from blocklist.ip import network_start, parse_ip
 from blocklist.models import Entry
-from blocklist.services import entries_covering, entries_delist
+from blocklist.services import entries_covering, entries_delist, lookup
 from tests.conftest import IN_RANGE_IP, LISTED_IP, UNLISTED_IP, free_port
 
 
 def covering(ip):
-    return [e.network for e in entries_covering(parse_ip(ip))]
+    found = [e.network for e in entries_covering(parse_ip(ip))]
+    # The hot path runs the same query compiled once: it must answer the same, in the same order.
+    assert [e.network for e in lookup(parse_ip(ip))] == found
+    return found
+
+
+def test_the_lookup_asks_at_the_time_it_is_given(listing):
+    now = timezone.now()
+    listing(LISTED_IP, expires_at=now + timedelta(hours=1))
+    address = parse_ip(LISTED_IP)
+    for when, expected in ((now, ["5.61.14.7/32"]), (now + timedelta(hours=2), [])):
+        assert [e.network for e in lookup(address, now=when)] == expected
+        assert [e.network for e in entries_covering(address, now=when)] == expected
+
+
+def test_the_lookup_reads_whole_entries(listing):
+    made = listing("2a05:d018:1:2::/64", reason="spam trap hits", code="5.7.611")
+    (found,) = lookup(parse_ip("2a05:d018:1:2::1"))
+    assert (found.pk, found.reason, found.code, found.listed_at) == (made.pk, made.reason, made.code, made.listed_at)
+    assert found.is_single_address is False
 
 
 def test_it_finds_single_addresses_ranges_and_ipv6(listed):

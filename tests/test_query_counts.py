@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from blocklist.ip import parse_ip
-from blocklist.services import entries_covering
+from blocklist.services import entries_covering, lookup
 from requests_app.models import DelistRequest, State
 from tests.conftest import IN_RANGE_IP, LISTED_IP, SENDER, UNLISTED_IP
 
@@ -21,6 +21,8 @@ LISTED_V6_IP = "2a05:d018:1:2::abcd"
 def test_a_lookup_is_one_query(listed, django_assert_num_queries, ip):
     with django_assert_num_queries(1):
         list(entries_covering(parse_ip(ip)))
+    with django_assert_num_queries(1):
+        lookup(parse_ip(ip))
 
 
 @pytest.mark.parametrize("ip", [LISTED_IP, LISTED_V6_IP, UNLISTED_IP])
