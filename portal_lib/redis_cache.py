@@ -1,0 +1,50 @@
+"""Django's Redis cache, with the counter step of a rate limit in one round trip.
+
+django-ratelimit counts with `add` and then `incr`. Django's client runs `incr` as EXISTS then
+INCRBY (so that a missing key raises, as the cache API says), each through a new redis-py client:
+three round trips per limited request. Here `incr` is one script that does both steps on the
+server, and each connection pool keeps one client (redis-py clients are thread-safe).
+"""
+
+from __future__ import annotations
+
+from django.core.cache.backends import redis as django_redis
+
+# INCRBY only if the key exists: the cache API's incr raises for a missing key, and INCRBY
+# alone would create it without an expiry (a counter that never resets).
+_INCR_EXISTING = """
+if redis.call('exists', KEYS[1]) == 1 then
+    return redis.call('incrby', KEYS[1], ARGV[1])
+end
+return false
+"""
+
+
+class OneTripRedisCacheClient(django_redis.RedisCacheClient):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients = {}
+        self._scripts = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+    def incr(self, key, delta):
+        client = self.get_client(key, write=True)
+        script = self._scripts.get(id(client))
+        if script is None:
+            script = self._scripts[id(client)] = client.register_script(_INCR_EXISTING)
+        value = script(keys=[key], args=[delta])  # EVALSHA; EVAL once if the server lost it
+        if value is None:
+            raise ValueError(f"Key '{key}' not found.")
+        return value
+
+
+class RedisCache(django_redis.RedisCache):
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = OneTripRedisCacheClient
