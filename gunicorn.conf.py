@@ -1,5 +1,6 @@
 # gunicorn reads this file from the working directory (the image's /app, a checkout's root).
-# Confirmation links carry a token: the access log shows /confirm/[redacted] instead.
+# Confirmation links carry a token: the access log shows /confirm/[redacted] instead. With
+# LOG_FORMAT=json the access and error logs are JSON lines (portal_lib/gunicorn_logging.py).
 logger_class = "portal_lib.gunicorn_logging.RedactingLogger"
 accesslog = "-"
 
@@ -22,6 +23,9 @@ accesslog = "-"
 # Anything else through GUNICORN_CMD_ARGS ("--keep-alive 5"), which wins over this file; threads
 # through GUNICORN_THREADS, so that worker_connections follows.
 import os  # noqa: E402  (the logger line above stays first)
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 
 def _whole(name: str, default: int) -> int:
@@ -40,3 +44,51 @@ graceful_timeout = 8
 # worker long enough to be killed as silent.
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
+
+
+def _log_format() -> str:
+    from delist_portal.env import envsecret
+    from portal_lib.json_logging import log_format
+
+    try:
+        return log_format(envsecret("LOG_FORMAT"))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+
+
+# A typo stops gunicorn here, before any worker boots; the logger class reads the verdict.
+from portal_lib.gunicorn_logging import RedactingLogger  # noqa: E402
+
+RedactingLogger.json = _log_format() == "json"
+
+# /metrics' HTTP counters (portal_lib/metrics.py): each worker writes its counts to files in
+# PROMETHEUS_MULTIPROC_DIR and a scrape adds them all up, so the totals are the same whichever
+# worker answers, and survive a worker's restart. Set here, before any worker imports
+# prometheus-client. Unset, a folder of our own in memory, removed when gunicorn exits; an
+# operator's folder is emptied at start, as prometheus-client requires.
+# (A reload, on SIGHUP, reads this file again: the folder made the first time is kept.)
+_OWN = "DELIST_METRICS_DIR_OWNED"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="delist-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+    )
+    os.environ[_OWN] = "1"
+
+
+def on_starting(server) -> None:
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    # Its counts stay in the totals; only its live gauges (none today) are dropped.
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if os.environ.get(_OWN):
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

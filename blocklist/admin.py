@@ -12,11 +12,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from blocklist import services
+from blocklist import api_keys, services
 from blocklist.import_jobs import IMPORT_UPLOAD_MAX, import_job_create
 from blocklist.ip import parse_ip, parse_network
-from blocklist.models import Entry, Event, ImportJob
+from blocklist.models import ApiKey, Entry, Event, ImportJob
 from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline
 
 
@@ -276,3 +277,32 @@ class EventAdmin(ReadOnlyAdmin):
     search_fields = ["actor", "reason", "entry__network", "request__ip", "request__email"]
     date_hierarchy = "at"
     list_select_related = ["entry", "request"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyAdmin):
+    """Keys are made with `manage.py api_key create` (the only time a key is shown); here they
+    are read and revoked. The hash is never shown: it is of no use to a person."""
+
+    list_display = ["name", "scope", "prefix", "created_at", "last_used_at", "requests", "revoked_at"]
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name"]
+    fields = ["name", "scope", "prefix", "created_at", "last_used_at", "requests", "revoked_at"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("key_hash")
+
+    @admin.display(description=_("requests"))
+    def requests(self, key: ApiKey) -> int:
+        return api_keys.requests_made([key])[key.pk]
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("blocklist.change_apikey")
+
+    @admin.action(description=_("Revoke selected keys"), permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset):
+        revoked = sum(api_keys.api_key_revoke(name=key.name) for key in queryset)
+        message = ngettext("Revoked %(count)d key.", "Revoked %(count)d keys.", revoked) % {"count": revoked}
+        self.message_user(request, message, messages.SUCCESS)

@@ -288,6 +288,19 @@ def _written_version(folder: Path) -> int | None:
     return int(number) if label == "version" and number.isdigit() else None
 
 
+def exports_written() -> tuple[int | None, float] | None:
+    """(the version the files in EXPORT_DIR hold, when that was written as a Unix time), or None
+    while EXPORT_DIR is unset or nothing was written yet (for /metrics)."""
+    if not settings.EXPORT_DIR:
+        return None
+    folder = Path(settings.EXPORT_DIR)
+    try:
+        written_at = (folder / MARKER).stat().st_mtime
+    except OSError:
+        return None
+    return _written_version(folder), written_at
+
+
 def _refresh(*, only_if_changed: bool) -> list[Path]:
     if not settings.EXPORT_DIR:
         return []

@@ -21,3 +21,14 @@ def entry_json(entry: Entry) -> dict:
         "listed_at": entry.listed_at.isoformat(),
         "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
     }
+
+
+def entry_api_json(entry: Entry) -> dict:
+    """An entry as the machine API shows it: the public view plus what a machine manages."""
+    return {
+        "id": entry.pk,
+        **entry_json(entry),
+        "source": entry.source,
+        "self_service": entry.self_service,
+        "delisted_at": entry.delisted_at.isoformat() if entry.delisted_at else None,
+    }

@@ -7,6 +7,7 @@ IPv4-mapped IPv6 unwrapped, and nothing that cannot be a public mail server.
 from __future__ import annotations
 
 import ipaddress
+import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import pairwise
@@ -115,6 +116,7 @@ def parse_ip(text: str) -> IPAddress:
     try:
         address = _unwrap((ipaddress.IPv6Address if ":" in value else ipaddress.IPv4Address)(value))
     except ValueError:
+        _refuse_leading_zero(value)
         raise ValidationError(
             _("“%(value)s” is not a valid IPv4 or IPv6 address."),
             code="invalid",
@@ -127,6 +129,29 @@ def parse_ip(text: str) -> IPAddress:
             params={"value": address},
         )
     return address
+
+
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", re.ASCII)
+
+
+def _refuse_leading_zero(value: str) -> None:
+    """Names the leading zero of an IPv4 address such as 5.61.14.07.
+
+    Some parsers (inet_aton) read 07 as octal, and 010 would be 8: which address was meant
+    cannot be told, so it is refused, but with a message that says what to change.
+    """
+    if not _DOTTED_QUAD.fullmatch(value):
+        return
+    for part in value.split("."):
+        if len(part) > 1 and part.startswith("0"):
+            raise ValidationError(
+                _(
+                    "“%(value)s” has a leading zero in “%(part)s”: write each number of the "
+                    "address without leading zeros."
+                ),
+                code="leading_zero",
+                params={"value": value, "part": part},
+            )
 
 
 def parse_network(text: str) -> IPNetwork:

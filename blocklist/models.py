@@ -131,6 +131,10 @@ class Event(models.Model):
         REVOKED = "revoked", _("approval revoked")
         COMPLETED = "completed", _("completed")
         EXPIRED = "expired", _("request expired")
+        LINK_RESENT = "link_resent", _("confirmation link sent again")
+        CANCELLED = "cancelled", _("cancelled by the sender")
+        WITHDRAWN = "withdrawn", _("withdrawn by the sender")
+        MERGED = "merged", _("joined another request")
 
     at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
     action = models.CharField(_("what"), max_length=20, choices=Action.choices)
@@ -214,3 +218,38 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
+
+
+class ApiKey(models.Model):
+    """A machine's credential for the API. Only a hash of the key is kept: it is shown once.
+
+    The key is 256 random bits, so a plain SHA-256 is enough (no password stretching): it
+    cannot be guessed, only stolen, and the database never holds what would let it be used.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", _("read")
+        WRITE = "write", _("write")
+
+    name = models.CharField(_("name"), max_length=64, unique=True)
+    scope = models.CharField(_("scope"), max_length=5, choices=Scope.choices)
+    # The key's first characters, so a person can tell which key a log or a config holds.
+    prefix = models.CharField(_("key starts with"), max_length=16, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    # Written at most once a minute per key (blocklist.api_keys), so calls are not writes.
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    request_count = models.PositiveBigIntegerField(_("requests"), default=0)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def can_write(self) -> bool:
+        return self.scope == self.Scope.WRITE

@@ -14,7 +14,10 @@ from django.core.checks.security.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
-from delist_portal.env import envbool, envint, envlist, envrate, envsecret, envstr
+from delist_portal.env import envbool, envdatabase_url, envint, envlist, envrate, envsecret, envstr
+from portal_lib.dnsbl import parse_resolver
+from portal_lib.json_logging import log_format
+from portal_lib.rates import parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
@@ -65,9 +68,14 @@ INSTALLED_APPS = [
     "axes",
     "blocklist",
     "requests_app",
+    "monitoring",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
+    # First: the id is on every response and every log line, and the latency covers it all.
+    "portal_lib.request_id.RequestIdMiddleware",
+    "portal_lib.metrics.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before whitenoise, so static files carry the headers too.
     "django_permissions_policy.PermissionsPolicyMiddleware",
@@ -122,7 +130,8 @@ def _database(url: str | None) -> dict:
     return config
 
 
-DATABASES = {"default": _database(envsecret("DATABASE_URL"))}
+# DATABASE_PASSWORD(_FILE), when set, is the password in DATABASE_URL (README, "Configuration").
+DATABASES = {"default": _database(envdatabase_url())}
 # Persistent connections, checked before each request's first use: web and worker outlive a
 # PostgreSQL restart without a restart of their own.
 DATABASES["default"]["CONN_MAX_AGE"] = envint("CONN_MAX_AGE", 300)
@@ -168,12 +177,18 @@ else:
         "control_folder": str(_broker_dir / "control"),
     }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat writes the schedule file after every task it sends: its age is beat's health check
+# (delist_portal/beat_health.py).
+CELERY_BEAT_SYNC_EVERY = 1
 
 try:
     _email = environ.Env.email_url_config(envstr("EMAIL_URL", "consolemail://"))
 except Exception as e:
     raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {e}") from e
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+if EMAIL_BACKEND == "django.core.mail.backends.console.EmailBackend":
+    # consolemail://: each mail printed once, framed, its link on a line of its own.
+    EMAIL_BACKEND = "portal_lib.console_mail.EmailBackend"
 EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = _email.get("EMAIL_PORT", 25)
 EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
@@ -201,6 +216,8 @@ DELIST_REVIEW_WIDE_PREFIX_V6 = envint("DELIST_REVIEW_WIDE_PREFIX_V6", 48)
 DELIST_SUBMIT_RATE = envrate("DELIST_SUBMIT_RATE", "10/h")
 DELIST_LOOKUP_RATE = envrate("DELIST_LOOKUP_RATE", "60/m")
 DELIST_API_RATE = envrate("DELIST_API_RATE", "120/m")
+# Per API key (blocklist.api_keys): machines behind one address each get their own.
+DELIST_API_KEY_RATE = envrate("DELIST_API_KEY_RATE", "600/m")
 RATELIMIT_IP_META_KEY = "portal_lib.client_ip.ratelimit_ip"
 RATELIMIT_IPV6_MASK = envint("RATELIMIT_IPV6_MASK", 64)
 # Confirmation mails, counted exactly in the database from the mails themselves.
@@ -208,8 +225,32 @@ DELIST_MAILBOX_RATE = envrate("DELIST_MAILBOX_RATE", "5/h")
 DELIST_DOMAIN_RATE = envrate("DELIST_DOMAIN_RATE", "50/h")
 DELIST_MAIL_RATE = envrate("DELIST_MAIL_RATE", "500/h")
 
+# Webhook targets on loopback and private addresses: refused unless a lab or a test allows them.
+WEBHOOK_ALLOW_PRIVATE = envbool("WEBHOOK_ALLOW_PRIVATE", False)
+
 EXPORT_DIR = envsecret("EXPORT_DIR") or None
 EXPORT_TOKEN = envsecret("EXPORT_TOKEN") or None
+# Bearer token for /metrics; unset, /metrics answers 404.
+METRICS_TOKEN = envsecret("METRICS_TOKEN") or None
+
+# Closed requests lose their email and client address after this many days. It must outlast
+# every mail-limit window, which counts those addresses (requests_app.retention).
+DELIST_RETENTION_DAYS = envint("DELIST_RETENTION_DAYS", 365)
+if not 1 <= DELIST_RETENTION_DAYS <= 36500:
+    raise ImproperlyConfigured(f"DELIST_RETENTION_DAYS must be 1 to 36500 days, not {DELIST_RETENTION_DAYS}")
+for _rate_name in ("DELIST_MAILBOX_RATE", "DELIST_DOMAIN_RATE"):
+    if parse_rate(globals()[_rate_name])[1] > DELIST_RETENTION_DAYS * 86400:
+        raise ImproperlyConfigured(
+            f"{_rate_name}'s window is longer than DELIST_RETENTION_DAYS: erasing addresses would reopen it"
+        )
+# The zone our rbldnsd serves and the DNS server to ask for it ("127.0.0.1:53"): with both set,
+# the worker asks after each delisting and the status page tells the answer.
+DNSBL_ZONE = envstr("DNSBL_ZONE", "").strip().strip(".")
+DNSBL_RESOLVER = envstr("DNSBL_RESOLVER", "").strip()
+try:
+    DNSBL_RESOLVER_ADDRESS = parse_resolver(DNSBL_RESOLVER) if DNSBL_RESOLVER else None
+except ValueError as e:
+    raise ImproperlyConfigured(f"DNSBL_RESOLVER: {e}") from e
 
 # Read whatever HTTPS says, so a typo stops start-up in a lab too.
 HSTS_INCLUDE_SUBDOMAINS = envbool("HSTS_INCLUDE_SUBDOMAINS", True)
@@ -221,7 +262,8 @@ if HTTPS:
     SECURE_HSTS_PRELOAD = HSTS_PRELOAD
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Monitors and scrapers talk to gunicorn directly (a redirect would not protect the token).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
     if TRUSTED_PROXY_COUNT > 0:
         # The TLS-terminating proxy says the scheme in this header. Without a proxy anyone could
         # send it, and a plain-HTTP request would pass for a secure one.
@@ -314,29 +356,59 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
+try:
+    # plain, or json: one JSON object per line (portal_lib.json_logging), here and in gunicorn and Celery.
+    LOG_FORMAT = log_format(envsecret("LOG_FORMAT"))
+except ValueError as e:
+    raise ImproperlyConfigured(str(e)) from None
+_json_logs = LOG_FORMAT == "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "server": {"format": "[%(asctime)s] %(message)s"},
+        "json": {"()": "portal_lib.json_logging.JsonFormatter"},
     },
     # Tokens of confirmation links never reach a log (django.request logs every 404's path).
-    "filters": {"redact_links": {"()": "portal_lib.log_redaction.RedactConfirmationLinks"}},
+    "filters": {
+        "redact_links": {"()": "portal_lib.log_redaction.RedactConfirmationLinks"},
+        # The request's id (and in the worker the task's) as fields of each line.
+        "context": {"()": "portal_lib.request_id.LogContext"},
+        "quiet_periodic": {"()": "portal_lib.periodic_logging.QuietRoutinePeriodicTasks"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_links"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if _json_logs else "plain",
+            "filters": ["redact_links", "context"],
+        },
         # runserver's request lines, as Django logs them, redacted too.
         "django.server": {
             "class": "logging.StreamHandler",
-            "formatter": "server",
-            "filters": ["redact_links"],
+            "formatter": "json" if _json_logs else "server",
+            "filters": ["redact_links", "context"],
         },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "blocklist": {"level": "INFO"},
         "requests_app": {"level": "INFO"},
+        "webhooks": {"level": "INFO"},
         "delist_portal": {"level": "INFO"},
+        "monitoring": {"level": "INFO"},
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        # Django's own console handler (DEBUG only) and the warnings it routes would print plain
+        # lines among the JSON: with LOG_FORMAT=json they reach the root's handler instead.
+        **(
+            {"django": {"handlers": [], "level": "INFO"}, "py.warnings": {"handlers": []}}
+            if _json_logs
+            else {}
+        ),
+        # Celery's line per periodic task run, every few seconds, says nothing the sweep does not.
+        **{
+            name: {"filters": ["quiet_periodic"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }

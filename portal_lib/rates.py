@@ -39,8 +39,17 @@ def client_limited(request: HttpRequest, *, group: str, rate: str) -> Limited | 
     The counter lives in the cache. When the cache is away this limit fails open, with a
     warning: what must hold exactly (the mail limits) is counted in the database instead.
     """
+    return _limited(request, group=group, key="ip", rate=rate)
+
+
+def key_limited(request: HttpRequest, *, group: str, rate: str, key: str) -> Limited | None:
+    """client_limited, but counted per `key` (an API key's name) instead of per client address."""
+    return _limited(request, group=group, key=lambda _group, _request: key, rate=rate)
+
+
+def _limited(request: HttpRequest, *, group: str, key, rate: str) -> Limited | None:
     try:
-        usage = get_usage(request, group=group, key="ip", rate=rate, increment=True)
+        usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
     except (RedisError, OSError) as e:
         logger.warning("rate limit %s not counted, the cache is away: %s", group, e)
         return None

@@ -6,6 +6,8 @@ batch over one SMTP session; without one, Django opens and closes a connection f
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
@@ -13,6 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 
+from blocklist.services import lookup
 from requests_app.models import DelistRequest
 
 
@@ -49,7 +52,9 @@ def send_confirmation(
 
 
 def send_completed(request: DelistRequest, *, connection: BaseEmailBackend | None = None) -> None:
-    _send("completed", request, {}, connection=connection)
+    # An entry listed after confirmation still covers the IP: the mail must not say "removed".
+    still_listed = lookup(ipaddress.ip_address(request.ip))
+    _send("completed", request, {"still_listed": still_listed}, connection=connection)
 
 
 def send_needs_review(request: DelistRequest, *, connection: BaseEmailBackend | None = None) -> None:

@@ -23,6 +23,11 @@ class State(models.TextChoices):
     APPROVED = "approved", _("approved")
     REJECTED = "rejected", _("rejected")
     COMPLETED = "completed", _("delisted")
+    # Closed by the sender: a pending request they called off, or a decision they took back.
+    CANCELLED = "cancelled", _("cancelled")
+    WITHDRAWN = "withdrawn", _("withdrawn")
+    # Confirmed while another request for the IP was already in review or approved: it joined that one.
+    MERGED = "merged", _("joined another request")
 
 
 class ExpiryReason(models.TextChoices):
@@ -62,6 +67,10 @@ class DelistRequest(models.Model):
     decision_reason = models.TextField(_("reason"), blank=True)
     superseded_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    # A merged request's: the request for the same IP it joined when confirmed (request_confirm).
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="joined", editable=False
     )
     # The entries that covered the IP at confirmation: exactly these are delisted.
     entries = models.ManyToManyField(Entry, blank=True, related_name="delist_requests", editable=False)
@@ -148,3 +157,33 @@ class ReviewQueue(DelistRequest):
         proxy = True
         verbose_name = _("request in review")
         verbose_name_plural = _("review queue")
+
+
+class Propagation(models.Model):
+    """How a completed delisting reached mail servers: when the exports first held it, and what
+    our own DNS answered when asked afterwards (requests_app.propagation)."""
+
+    request = models.OneToOneField(
+        DelistRequest, primary_key=True, on_delete=models.CASCADE, related_name="propagation"
+    )
+    # The list's version once the delisting was in it: exports marked with this or later hold it.
+    list_version = models.BigIntegerField()
+    exported_at = models.DateTimeField(_("exports rewritten at"), null=True, blank=True)
+    dns_checked_at = models.DateTimeField(_("DNS checked at"), null=True, blank=True)
+    dns_listed = models.BooleanField(_("DNS still lists it"), null=True, blank=True)
+    dns_answer = models.CharField(_("DNS answer"), max_length=200, blank=True)
+    # When to look again; None once there is nothing left to find out.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    checks = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("propagation")
+        verbose_name_plural = _("propagations")
+        indexes = [
+            models.Index(
+                fields=["next_check_at"], name="propagation_due_idx", condition=Q(next_check_at__isnull=False)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"propagation of request {self.request_id}"

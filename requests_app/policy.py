@@ -10,7 +10,7 @@ from django.conf import settings
 
 from blocklist import audit
 from blocklist.models import Entry
-from requests_app.models import DelistRequest
+from requests_app.models import DelistRequest, State
 
 
 def allows_self_service(entries: Sequence[Entry]) -> bool:
@@ -22,17 +22,22 @@ def allows_self_service(entries: Sequence[Entry]) -> bool:
 
 
 def self_service_delistings(ip: str, *, since: datetime) -> int:
-    return DelistRequest.objects.filter(ip=ip, decided_by=audit.SELF_SERVICE, decided_at__gte=since).count()
+    # A withdrawn approval delisted nothing: it does not count.
+    approvals = DelistRequest.objects.filter(ip=ip, decided_by=audit.SELF_SERVICE, decided_at__gte=since)
+    return approvals.exclude(state=State.WITHDRAWN).count()
 
 
-def needs_review(ip: str, entries: Sequence[Entry], *, now: datetime) -> str:
-    """Why a request goes to a reviewer, or "" when self-service approves it."""
+def needs_review(ip: str, entries: Sequence[Entry], *, now: datetime, used: int | None = None) -> str:
+    """Why a request goes to a reviewer, or "" when self-service approves it. `used`: the
+    self-service count when the caller has it already."""
     if settings.DELIST_REVIEW_ALL:
         return "every request is reviewed (DELIST_REVIEW_ALL)"
     if not allows_self_service(entries):
         return "a covering entry is a range or does not allow self-service"
     window = timedelta(days=settings.DELIST_SELF_SERVICE_WINDOW_DAYS)
-    if self_service_delistings(ip, since=now - window) >= settings.DELIST_SELF_SERVICE_LIMIT:
+    if used is None:
+        used = self_service_delistings(ip, since=now - window)
+    if used >= settings.DELIST_SELF_SERVICE_LIMIT:
         return (
             f"{settings.DELIST_SELF_SERVICE_LIMIT} self-service delistings of this IP "
             f"in {settings.DELIST_SELF_SERVICE_WINDOW_DAYS} days already"
@@ -59,7 +64,7 @@ def standing(ip: str, entries: Sequence[Entry], *, now: datetime) -> Standing:
     """The ladder for `ip` covered by `entries`: the one place the pages ask."""
     window_days = settings.DELIST_SELF_SERVICE_WINDOW_DAYS
     used = self_service_delistings(ip, since=now - timedelta(days=window_days))
-    why = needs_review(ip, entries, now=now)
+    why = needs_review(ip, entries, now=now, used=used)
     return Standing(
         self_service=bool(entries) and not why,
         why_review=why,

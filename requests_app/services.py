@@ -1,4 +1,5 @@
-"""Every change of state of a delist request lives here, and nowhere else.
+"""Every change of state of a delist request lives here, and nowhere else (the sender's own
+actions, sending the link again, cancelling and withdrawing, in sender_services.py).
 
 Views, admin actions, Celery tasks and management commands call these functions.
 The database is the only record of what is due: tasks merely wake things up early.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -22,11 +23,21 @@ from blocklist.exports import exports_refresh_if_changed
 from blocklist.import_jobs import import_jobs_resume
 from blocklist.ip import IPAddress
 from blocklist.services import entries_covering, entries_delist_for_requests, entries_expire, lookup
-from requests_app import limits, mailboxes, outbox, policy
+from monitoring.heartbeats import SWEEP, heartbeat_record
+from portal_lib.queueing import enqueue
+from requests_app import limits, mailboxes, outbox, policy, propagation
 from requests_app.models import DelistRequest, ExpiryReason, Mail, State
+from requests_app.retention import requests_erase_personal_data
 from requests_app.tokens import hash_token, looks_like_key, split_link_token
+from webhooks import events as webhook_events
 
 logger = logging.getLogger(__name__)
+
+
+def _fields(request_id: int, state: str) -> dict:
+    """A change of state as fields of its log line (LOG_FORMAT=json)."""
+    return {"delist_request": request_id, "state": str(state)}
+
 
 # Rows claimed per statement by the sweep's steps: memory stays flat however much is due.
 BATCH = 500
@@ -72,7 +83,9 @@ def request_submit(
         audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
         _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
         outbox.owe_confirmation(request)
-    logger.info("request %s submitted for %s", request.pk, request.ip)
+    logger.info(
+        "request %s submitted for %s", request.pk, request.ip, extra=_fields(request.pk, State.PENDING)
+    )
     return request
 
 
@@ -103,6 +116,8 @@ def _pending_with(request: DelistRequest | None, token_hash: str, *, now: dateti
         raise ConfirmationError("unknown")
     if request.state == State.SUPERSEDED:
         raise ConfirmationError("superseded", request)
+    if request.state == State.CANCELLED:
+        raise ConfirmationError("cancelled", request)
     if request.state == State.EXPIRED or (
         request.state == State.PENDING and request.token_expires_at and request.token_expires_at <= now
     ):
@@ -150,6 +165,11 @@ def request_confirm(*, request_id: object, token_hash: object, now: datetime | N
     with transaction.atomic():
         request = request_for_confirmation(request_id=request_id, token_hash=token_hash, now=now)
         entries = lookup(_ip(request), now=now)
+        if not entries:
+            # Delisted meanwhile: nothing to confirm, and no self-service delisting spent on it.
+            raise ConfirmationError("not_listed", request)
+        if joined := _join_request_in_progress(request, token_hash=token_hash, entries=entries, now=now):
+            return joined
         why_review = policy.needs_review(request.ip, entries, now=now)
         decision = (
             {"state": State.NEEDS_REVIEW} if why_review else _approval(actor=audit.SELF_SERVICE, now=now)
@@ -171,9 +191,54 @@ def request_confirm(*, request_id: object, token_hash: object, now: datetime | N
                 at=now,
             )
             outbox.owe(request, Mail.Kind.NEEDS_REVIEW)
+            webhook_events.request_needs_review(request, reason=why_review)
         else:
             audit.record(audit.Action.APPROVED, actor=audit.SELF_SERVICE, request=request, at=now)
-    logger.info("request %s confirmed: %s", request.pk, request.state)
+    logger.info(
+        "request %s confirmed: %s", request.pk, request.state, extra=_fields(request.pk, request.state)
+    )
+    return request
+
+
+# With the IP's hash as second key, the lock that serialises confirmations for one IP (PostgreSQL).
+_CONFIRM_LOCK = 0x636F6E66
+
+
+def _join_request_in_progress(
+    request: DelistRequest, *, token_hash: str, entries: list, now: datetime
+) -> DelistRequest | None:
+    """Merge a confirmation into the request for the same IP already in review or approved:
+    one row in the review queue and one delisting, however many senders ask. None when there
+    is no such request; the merged request otherwise."""
+    if connection.vendor == "postgresql":
+        # Two confirmations for one IP at once: the second sees the first's outcome.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_CONFIRM_LOCK, request.ip])
+    # Locked, so a withdrawal or the sweep cannot close it under us; the oldest first.
+    in_progress = (
+        DelistRequest.objects.select_for_update()
+        .filter(ip=request.ip, state__in=[State.NEEDS_REVIEW, State.APPROVED])
+        .exclude(pk=request.pk)
+        .order_by("created_at", "pk")
+        .first()
+    )
+    if in_progress is None:
+        return None
+    if not DelistRequest.objects.filter(pk=request.pk, state=State.PENDING, token_hash=token_hash).update(
+        state=State.MERGED, confirmed_at=now, token_hash=None, merged_into=in_progress, closed_at=now
+    ):
+        raise ConfirmationError("used", request)
+    request.refresh_from_db()
+    request.entries.set(entries)
+    audit.record(audit.Action.CONFIRMED, actor=audit.SENDER, request=request, at=now)
+    audit.record(
+        audit.Action.MERGED,
+        actor=audit.SENDER,
+        request=request,
+        reason=f"joined request #{in_progress.pk}",
+        at=now,
+    )
+    logger.info("request %s confirmed and joined request %s", request.pk, in_progress.pk)
     return request
 
 
@@ -203,7 +268,11 @@ def request_approve(
     request.refresh_from_db()
     if updated:
         logger.info(
-            "request %s approved by %s, due at %s", request.pk, actor, request.effective_at.isoformat()
+            "request %s approved by %s, due at %s",
+            request.pk,
+            actor,
+            request.effective_at.isoformat(),
+            extra=_fields(request.pk, State.APPROVED),
         )
     return bool(updated)
 
@@ -222,7 +291,7 @@ def request_reject(*, request: DelistRequest, actor: str, reason: str, now: date
             outbox.owe(request, Mail.Kind.REJECTED)
     request.refresh_from_db()
     if updated:
-        logger.info("request %s rejected by %s", request.pk, actor)
+        logger.info("request %s rejected by %s", request.pk, actor, extra=_fields(request.pk, State.REJECTED))
     return bool(updated)
 
 
@@ -249,7 +318,9 @@ def request_revoke(*, request: DelistRequest, actor: str, reason: str, now: date
             outbox.owe(request, Mail.Kind.REVOKED)
     request.refresh_from_db()
     if updated:
-        logger.info("request %s: approval revoked by %s", request.pk, actor)
+        logger.info(
+            "request %s: approval revoked by %s", request.pk, actor, extra=_fields(request.pk, State.REJECTED)
+        )
     return bool(updated)
 
 
@@ -274,7 +345,7 @@ def delisting_apply(*, request_id: int, now: datetime | None = None) -> bool:
         if not claimed:
             return False
         _delistings_apply([request_id], now=now)
-    logger.info("request %s completed", request_id)
+    logger.info("request %s completed", request_id, extra=_fields(request_id, State.COMPLETED))
     return True
 
 
@@ -310,7 +381,11 @@ def delistings_apply_due(*, now: datetime | None = None) -> int:
                     failed.append(pk)
             continue
         applied += len(claimed)
-        logger.info("%d delisting(s) applied in one batch", len(claimed))
+        logger.info(
+            "%d delisting(s) applied in one batch",
+            len(claimed),
+            extra={"state": str(State.COMPLETED), "delist_requests": claimed},
+        )
     return applied
 
 
@@ -351,6 +426,8 @@ def _delistings_apply(request_ids: list[int], *, now: datetime) -> None:
     entries_delist_for_requests(first_request, actor=audit.WORKER, now=now)
     audit.record_requests(audit.Action.COMPLETED, request_ids, actor=audit.WORKER, at=now)
     outbox.owe_many(request_ids, Mail.Kind.COMPLETED)
+    webhook_events.requests_completed(request_ids, at=now)
+    propagation.propagations_owe(request_ids, now=now)
 
 
 def requests_expire_stale(*, now: datetime | None = None) -> int:
@@ -432,6 +509,11 @@ def sweep(*, now: datetime | None = None) -> SweepResult:
         ("requests_expired", requests_expire_stale),
         ("exports", lambda now: exports_refresh_if_changed()),
         ("imports_resumed", import_jobs_resume),
+        # Only a wake-up: DNS is asked in a task of its own, never inside the sweep.
+        ("propagations", _propagations_wake),
+        ("personal_data_erased", requests_erase_personal_data),
+        # Last: /healthz and /metrics read when a sweep last got through.
+        ("heartbeat", lambda now: heartbeat_record(SWEEP, failed_steps=len(result.failed_steps))),
     )
     for name, step in steps:
         try:
@@ -443,5 +525,12 @@ def sweep(*, now: datetime | None = None) -> SweepResult:
         if hasattr(result, name):
             setattr(result, name, value)
     if result.did_something:
-        logger.info("sweep: %s", result)
+        logger.info("sweep: %s", result, extra=asdict(result))
     return result
+
+
+def _propagations_wake(*, now: datetime) -> bool:
+    """Queue the propagation checks when some are due (the completion's own wake-up was lost)."""
+    return propagation.propagations_due(now=now) and enqueue(
+        "requests_app.propagations_check_due", what="the propagation checks"
+    )

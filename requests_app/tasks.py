@@ -7,7 +7,7 @@ only means the next sweep does the work.
 from celery import shared_task
 from django.core.management import call_command
 
-from requests_app import outbox, services
+from requests_app import outbox, propagation, services
 
 
 @shared_task(name="requests_app.sweep", ignore_result=True)
@@ -29,3 +29,8 @@ def mails_send_due() -> int:
 def sessions_clear() -> None:
     # Sessions hold which confirmation links a browser opened: drop them once expired.
     call_command("clearsessions")
+
+
+@shared_task(name="requests_app.propagations_check_due", ignore_result=True)
+def propagations_check_due() -> int:
+    return propagation.propagations_check_due()

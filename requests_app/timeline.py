@@ -21,10 +21,14 @@ class Step:
     status: str = "done"
 
 
-def timeline(request: DelistRequest) -> list[Step]:
+def timeline(request: DelistRequest, *, still_listed: bool = False) -> list[Step]:
+    """`still_listed`: another entry covers the completed request's IP (the page looked)."""
     steps = [Step(_("Request submitted"), request.created_at)]
     if request.state == State.PENDING:
         steps.append(Step(_("Waiting for you to confirm through the link we emailed"), status="current"))
+        return steps
+    if request.state == State.CANCELLED:
+        steps.append(Step(_("Cancelled by you"), request.closed_at, "closed"))
         return steps
     if request.state == State.SUPERSEDED:
         steps.append(
@@ -35,6 +39,14 @@ def timeline(request: DelistRequest) -> list[Step]:
         steps.append(Step(_("The confirmation link expired unused"), request.closed_at, "closed"))
         return steps
     steps.append(Step(_("Confirmed"), request.confirmed_at))
+    if request.state == State.MERGED:
+        steps.append(Step(_("Joined the request already in progress for this IP"), request.closed_at))
+        return steps
+    if request.state == State.WITHDRAWN:
+        if request.decided_at:
+            steps.append(Step(_("Approved"), request.decided_at))
+        steps.append(Step(_("Withdrawn by you"), request.closed_at, "closed"))
+        return steps
     if request.state == State.NEEDS_REVIEW:
         steps.append(Step(_("A reviewer is looking at the listing"), status="current"))
         return steps
@@ -50,7 +62,11 @@ def timeline(request: DelistRequest) -> list[Step]:
     if request.state == State.APPROVED:
         steps.append(Step(_("Scheduled for removal"), request.effective_at, "current"))
         return steps
-    steps.append(Step(_("Removed from the blocklist"), request.completed_at))
+    if still_listed:
+        steps.append(Step(_("Delisted the entries this request covered"), request.completed_at))
+        steps.append(Step(_("Still listed by another entry"), status="closed"))
+    else:
+        steps.append(Step(_("Removed from the blocklist"), request.completed_at))
     return steps
 
 

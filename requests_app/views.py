@@ -3,38 +3,46 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from blocklist.ip_paste import MAX_PASTE
 from blocklist.services import lookup
 from portal_lib.client_ip import client_ip
 from portal_lib.rates import client_limited
-from requests_app import policy, services
+from requests_app import outlook, policy, services
 from requests_app.forms import CheckForm, DelistRequestForm
 from requests_app.limits import MailLimitReached
-from requests_app.models import DelistRequest, State
-from requests_app.timeline import REVOKED_STEP, timeline
-from requests_app.tokens import looks_like_key
 
-REFRESHING_STATES = {State.PENDING, State.APPROVED, State.NEEDS_REVIEW}
+NOT_LISTED = _(
+    "%(ip)s is not on our blocklist, so there is nothing to delist. If your mail is refused, "
+    "read the whole rejection message: it names the list that refused it."
+)
 
 
 def _lookup(form: CheckForm) -> dict | None:
-    """The listing status of the form's IP, when the form holds a valid one."""
+    """The listing status of the form's IP, when the form holds a valid one, and what a request
+    for it would lead to, asked of the same policy that will decide."""
     if not form.is_bound or "ip" not in form.cleaned_data:
         return None
     address = form.cleaned_data["ip"]
     entries = lookup(address)
-    return {
-        "ip": address,
-        "entries": entries,
-        # What pressing Delist IP would lead to, asked of the same policy that will decide.
-        "self_service": bool(entries) and not policy.needs_review(str(address), entries, now=timezone.now()),
-    }
+    result = {"ip": address, "entries": entries, "taken_from_paste": form.taken_from_paste}
+    if not entries:
+        return result
+    if not policy.allows_self_service(entries):
+        # A range, or an entry marked for review: a reviewer decides whatever the ladder says,
+        # so its count is not asked (one query fewer).
+        ranges = [entry for entry in entries if not entry.is_single_address]
+        return {**result, "review_cause": "listing", "range": ranges[0] if ranges else None}
+    standing = policy.standing(str(address), entries, now=timezone.now())
+    return {**result, "standing": standing, "review_cause": outlook.review_cause(standing, entries)}
 
 
 def _home(
@@ -59,7 +67,8 @@ def home(request: HttpRequest) -> HttpResponse:
         if limited := client_limited(request, group="lookup", rate=settings.DELIST_LOOKUP_RATE):
             return _too_many(request, limited.retry_after, check_form=check_form)
         lookup = _lookup(check_form)
-    prefill = request.GET.get("ip", "").strip()[:64]
+    # The request form gets the address the check took, else what was given (as far as it fits).
+    prefill = str(lookup["ip"]) if lookup else request.GET.get("ip", "").strip()[:MAX_PASTE]
     return _home(
         request,
         check_form=check_form,
@@ -100,12 +109,10 @@ def submit(request: HttpRequest) -> HttpResponse:
     except MailLimitReached as e:
         return _too_many(request, e.retry_after, delist_form=form, mail_limit=e.scope)
     if delist_request is None:
-        return _home(
-            request,
-            delist_form=form,
-            check_form=CheckForm(initial={"ip": str(address)}),
-            lookup={"ip": address, "entries": []},
-        )
+        # Told beside the field and in the summary, like any other reason nothing was sent.
+        form.add_error("ip", ValidationError(NOT_LISTED, code="not_listed", params={"ip": address}))
+        check_form = CheckForm(initial={"ip": str(address)})
+        return _home(request, delist_form=form, check_form=check_form, status=400)
     return redirect("requests:status", key=delist_request.status_key)
 
 
@@ -166,25 +173,9 @@ def confirm(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "requests_app/confirm.html",
-        {"delist_request": delist_request, "propagation_delay": settings.DELIST_PROPAGATION_DELAY},
-    )
-
-
-@never_cache
-@require_safe
-def status(request: HttpRequest, key: str) -> HttpResponse:
-    if not looks_like_key(key):  # a NUL or junk never reaches the database
-        raise Http404
-    delist_request = get_object_or_404(DelistRequest, status_key=key)
-    steps = timeline(delist_request)
-    return render(
-        request,
-        "requests_app/status.html",
         {
             "delist_request": delist_request,
-            "steps": steps,
-            "revoked": any(step.label == REVOKED_STEP for step in steps),
-            # Only while something is about to change does the page's script look again.
-            "refresh": delist_request.state in REFRESHING_STATES,
+            "propagation_delay": settings.DELIST_PROPAGATION_DELAY,
+            "outlook": outlook.for_confirmation(delist_request),
         },
     )

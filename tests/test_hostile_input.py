@@ -28,7 +28,7 @@ BAD_IPS = [
     ("octet out of range", "999.1.1.1", "is not a valid IPv4 or IPv6 address"),
     ("three octets", "5.61.14", "is not a valid IPv4 or IPv6 address"),
     ("double dot", "5..61.14.7", "is not a valid IPv4 or IPv6 address"),
-    ("leading zero", "5.61.14.07", "is not a valid IPv4 or IPv6 address"),
+    ("leading zero", "5.61.14.07", "has a leading zero in “07”"),
     ("hex octets", "0x05.0x3d.0x0e.0x07", "is not a valid IPv4 or IPv6 address"),
     ("a number", "87166471", "is not a valid IPv4 or IPv6 address"),
     ("arabic digits", "٥.٦١.١٤.٧", "is not a valid IPv4 or IPv6 address"),
@@ -45,12 +45,17 @@ BAD_IPS = [
     ("mapped private", "::ffff:10.0.0.1", "is not a public address"),
     ("zone id", "fe80::1%eth0", "without a zone id"),
     ("a network", "37.120.8.0/24", "not a network"),
-    ("too long", "5" * 5000, "at most 64 characters"),
-    ("markup", "<script>alert(1)</script>", "Enter a single IP address, not a network"),
-    ("markup without slash", "<b>5.61.14.7", "is not a valid IPv4 or IPv6 address"),
-    ("sql", "5.61.14.7' OR '1'='1", "is not a valid IPv4 or IPv6 address"),
-    ("header injection", "5.61.14.7\r\nX-Injected: 1", "is not a valid IPv4 or IPv6 address"),
+    ("too long", "5" * 5000, "at most 1000 characters"),
+    ("markup", "<script>alert(1)</script>", "We found no IP address in what you pasted"),
     ("right-to-left mark", "\u202e5.61.14.7", "is not a valid IPv4 or IPv6 address"),
+]
+
+# Hostile text around one address, as a pasted bounce is: the address is taken (strictly), the
+# rest dropped, and none of it shown again.
+WRAPPED_IPS = [
+    ("markup", "<b>5.61.14.7", "<b>"),
+    ("sql", "5.61.14.7' OR '1'='1", "OR '1'"),
+    ("header injection", "5.61.14.7\r\nX-Injected: 1", "X-Injected: 1"),
 ]
 
 BAD_EMAILS = [
@@ -95,6 +100,17 @@ def test_a_bad_ip_in_the_lookup_shows_the_form_with_its_error(client, listed, va
     assert response.status_code == 200  # a search page: the form comes back with the error
     assert message in response.content.decode()
     assert rows() == before
+
+
+@pytest.mark.parametrize("value, rest", [c[1:] for c in WRAPPED_IPS], ids=[c[0] for c in WRAPPED_IPS])
+def test_hostile_text_around_one_address_leaves_just_the_address(client, listed, value, rest):
+    before = rows()
+    html = client.get("/", {"ip": value}).content.decode()
+    assert f"We took {LISTED_IP} from what you pasted." in html
+    assert rest not in html
+    assert rows() == before
+    assert client.post(SUBMIT, {"email": SENDER, "ip": value}).status_code == 302
+    assert DelistRequest.objects.get().ip == LISTED_IP
 
 
 @pytest.mark.parametrize(

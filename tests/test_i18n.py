@@ -52,6 +52,7 @@ SENDER_FACING = [
     "requests_app/templatetags",
     "requests_app/models.py",  # the request states on the status page
     "blocklist/ip.py",  # the IP field's errors
+    "blocklist/ip_paste.py",  # ... and those of a pasted bounce
 ]
 CHECKED_TEMPLATES = [
     "templates/base.html",
@@ -106,7 +107,12 @@ def read_po(path: Path) -> dict[tuple[str | None, str], Message]:
                 current, _sep, value = line.partition(" ")
                 fields[current] = ast.literal_eval(value)
         if fields.get("msgid"):
-            message = Message(fields["msgid"], fields.get("msgctxt"), fields.get("msgstr", ""))
+            msgstr = fields.get("msgstr", "")
+            if "msgid_plural" in fields:
+                # Translated only when every plural form is (msgstr[0], msgstr[1], ...).
+                forms = [value for name, value in fields.items() if name.startswith("msgstr[")]
+                msgstr = forms[0] if forms and all(form.strip() for form in forms) else ""
+            message = Message(fields["msgid"], fields.get("msgctxt"), msgstr)
             message.flags, message.references = flags, references
             messages[message.key] = message
     return messages

@@ -27,7 +27,7 @@ def test_it_normalises_public_addresses(text, expected):
     ("text", "code"),
     [
         ("", "required"),
-        ("5.61.014.7", "invalid"),  # leading zeros are ambiguous (octal to some parsers)
+        ("5.61.014.7", "leading_zero"),  # ambiguous (octal to some parsers): named in the message
         ("5.61.14", "invalid"),
         ("not an ip", "invalid"),
         ("fe80::1%eth0", "zone"),
@@ -153,7 +153,10 @@ def _parse_network_as_before(text: str):
         try:
             address = ipaddress.ip_address(value)
         except ValueError:
-            raise ValidationError("invalid", code="invalid") from None
+            parts = value.split(".")
+            zero = len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts)
+            zero = zero and any(len(p) > 1 and p.startswith("0") for p in parts)
+            raise ValidationError("invalid", code="leading_zero" if zero else "invalid") from None
         address = getattr(address, "ipv4_mapped", None) or address
         if not _as_ipaddress_says(address):
             raise ValidationError("non-global", code="non_global")

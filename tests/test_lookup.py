@@ -33,7 +33,12 @@ def test_the_lookup_asks_at_the_time_it_is_given(listing):
 def test_the_lookup_reads_whole_entries(listing):
     made = listing("2a05:d018:1:2::/64", reason="spam trap hits", code="5.7.611")
     (found,) = lookup(parse_ip("2a05:d018:1:2::1"))
-    assert (found.pk, found.reason, found.code, found.listed_at) == (made.pk, made.reason, made.code, made.listed_at)
+    assert (found.pk, found.reason, found.code, found.listed_at) == (
+        made.pk,
+        made.reason,
+        made.code,
+        made.listed_at,
+    )
     assert found.is_single_address is False
 
 

@@ -41,8 +41,9 @@ def test_the_status_page_link_is_unguessable(client, listed, django_capture_on_c
 
 def test_an_unlisted_ip_is_told_so_and_nothing_is_sent(client, listed, mailoutbox):
     response = submit(client, ip=UNLISTED_IP)
-    assert response.status_code == 200
+    assert response.status_code == 400  # told beside the field, like any reason nothing was sent
     assert f"{UNLISTED_IP} is not on our blocklist" in response.content.decode()
+    assert response.context["delist_form"].has_error("ip", code="not_listed")
     assert DelistRequest.objects.count() == 0
     assert mailoutbox == []
 
@@ -52,11 +53,12 @@ def test_an_unlisted_ip_is_told_so_and_nothing_is_sent(client, listed, mailoutbo
     [
         ("not-an-address", LISTED_IP, "email", "Enter a valid email address"),
         ("", LISTED_IP, "email", "This field is required"),
-        (SENDER, "5.61.14.07", "ip", "is not a valid IPv4 or IPv6 address"),
+        (SENDER, "5.61.14.07", "ip", "has a leading zero in “07”"),
         (SENDER, "10.0.0.1", "ip", "is not a public address"),
         (SENDER, "37.120.8.0/24", "ip", "not a network"),
         (SENDER, "", "ip", "This field is required"),
-        (SENDER, "x" * 500, "ip", "at most 64 characters"),
+        (SENDER, "x " * 250, "ip", "We found no IP address in what you pasted"),
+        (SENDER, "x" * 1001, "ip", "at most 1000 characters"),
     ],
 )
 def test_a_malformed_email_or_ip_gives_a_form_error_and_creates_nothing(
