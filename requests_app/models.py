@@ -77,6 +77,13 @@ class DelistRequest(models.Model):
             models.Index(fields=["ip", "decided_at"], name="request_ip_decided_idx"),
             models.Index(fields=["mailbox", "created_at"], name="request_mailbox_idx"),
             models.Index(fields=["email_domain", "created_at"], name="request_domain_idx"),
+            # The admin's lists at a million rows: newest first (Django adds -id), by state,
+            # and the review queue, oldest confirmation first.
+            models.Index(fields=["created_at", "id"], name="request_created_idx"),
+            models.Index(fields=["state", "created_at", "id"], name="request_state_created_idx"),
+            models.Index(
+                fields=["confirmed_at", "id"], name="request_review_idx", condition=Q(state="needs_review")
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -130,6 +137,7 @@ class Mail(models.Model):
         indexes = [
             # The portal-wide mail ceiling counts recent confirmation mails.
             models.Index(fields=["kind", "created_at"], name="mail_kind_created_idx"),
+            models.Index(fields=["created_at", "id"], name="mail_created_idx"),  # the outbox's admin list
             models.Index(
                 fields=["due_at"],
                 name="mail_unsent_idx",
