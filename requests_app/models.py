@@ -149,6 +149,23 @@ class Mail(models.Model):
         return f"{self.kind} mail for request {self.request_id}"
 
 
+class MailWindow(models.Model):
+    """How many confirmation mails went out in one window of the portal's ceiling (DELIST_MAIL_RATE):
+    a counter, so checking the ceiling costs one row whatever the traffic (requests_app.limits)."""
+
+    period = models.PositiveIntegerField()  # seconds: the rate's period when the window was counted
+    starts_at = models.DateTimeField()
+    sent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["period", "starts_at"], name="mailwindow_one_per_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sent} mail(s) from {self.starts_at:%Y-%m-%d %H:%M} ({self.period} s)"
+
+
 class ReviewQueue(DelistRequest):
     """The requests waiting for a reviewer, oldest first: the abuse desk's inbox."""
 

@@ -57,8 +57,8 @@ def request_submit(
     recipient = mailboxes.mailbox(email)
     domain = mailboxes.recipient_domain(email)
     with transaction.atomic():
-        # First: the limits' lock also orders concurrent submissions for one mailbox, whose
-        # supersede steps would otherwise lock each other's rows in opposite orders (deadlock).
+        # First: the mailbox's lock also orders concurrent submissions for it, whose supersede
+        # steps would otherwise lock each other's rows in opposite orders (deadlock).
         limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
         request = DelistRequest.objects.create(
             email=email,
@@ -72,6 +72,8 @@ def request_submit(
         audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
         _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
         outbox.owe_confirmation(request)
+        # Last: every submission shares the ceiling's row, locked from here to the commit.
+        limits.mail_ceiling_take(now=now)
     logger.info("request %s submitted for %s", request.pk, request.ip)
     return request
 
@@ -432,6 +434,7 @@ def sweep(*, now: datetime | None = None) -> SweepResult:
         ("requests_expired", requests_expire_stale),
         ("exports", lambda now: exports_refresh_if_changed()),
         ("imports_resumed", import_jobs_resume),
+        ("mail_windows_pruned", limits.mail_windows_prune),
     )
     for name, step in steps:
         try:
