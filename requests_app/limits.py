@@ -5,18 +5,19 @@ They are counted in the database, inside the transaction that would add one more
 flushed or absent cache cannot reopen them and two submissions at once cannot both squeeze
 past the last free slot. The mailbox and domain limits count the mails themselves, under a lock
 per mailbox and per domain; the ceiling, which every submission shares, counts in one row per
-window, locked only for the end of the transaction. Only what creates a request and a mail is
+window, locked for one statement. Only what creates a request and a mail is
 counted: a submission for an IP that is not listed costs the rightful sender nothing.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import QuerySet
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
 
 from portal_lib.rates import parse_rate
 from requests_app.models import Mail, MailWindow
@@ -62,27 +63,51 @@ def mail_limits_check(*, mailbox: str, domain: str, now: datetime) -> None:
             raise MailLimitReached(scope, retry_after)
 
 
-def mail_ceiling_take(*, now: datetime) -> None:
-    """Count one more confirmation mail against the portal's ceiling (DELIST_MAIL_RATE), or raise
-    MailLimitReached when the window is full; the caller's rollback then takes the count back.
+@dataclass(frozen=True)
+class CeilingSlot:
+    """One confirmation mail counted against the portal's ceiling, in the window it fell in."""
 
-    One counter row per window, so the cost does not grow with the traffic. Call last in the
-    transaction: the row stays locked until the commit, and every submission needs it. The
-    window is fixed (the clock's hours for N/h): at its turn a new one starts empty.
+    period: int
+    starts_at: datetime
+
+
+def mail_ceiling_reserve(*, now: datetime) -> CeilingSlot:
+    """Count one more confirmation mail against the portal's ceiling (DELIST_MAIL_RATE), or raise
+    MailLimitReached when its window is full.
+
+    One counter row per window, changed only while it stays under the limit, so no two
+    submissions can squeeze past the last slot. It is counted in a transaction of its own,
+    before the submission's, so that the row every submission needs is locked for one statement
+    rather than for a whole submission and its commit; that commit does not wait for the disk
+    either (a crash of PostgreSQL itself in that instant forgets a count, never a request). A
+    submission that fails after this hands the slot back with mail_ceiling_release. The window
+    is fixed (the clock's hours for N/h): at its turn a new one starts empty.
     """
     limit, period = parse_rate(settings.DELIST_MAIL_RATE)
     starts_at = datetime.fromtimestamp(now.timestamp() // period * period, tz=UTC)
     table = connection.ops.quote_name(MailWindow._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (period, starts_at, sent) VALUES (%s, %s, 1) "
-            f"ON CONFLICT (period, starts_at) DO UPDATE SET sent = {table}.sent + 1 RETURNING sent",
-            [period, starts_at],
-        )
-        (sent,) = cursor.fetchone()
-    if sent > limit:
+    upsert = (
+        f"INSERT INTO {table} (period, starts_at, sent) VALUES (%s, %s, 1) "
+        f"ON CONFLICT (period, starts_at) DO UPDATE SET sent = {table}.sent + 1 "
+        f"WHERE {table}.sent < %s RETURNING sent"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            upsert = f"SET LOCAL synchronous_commit TO OFF; {upsert}"
+        # As the ORM writes the column (SQLite keeps naive UTC text), so release() finds the row.
+        cursor.execute(upsert, [period, connection.ops.adapt_datetimefield_value(starts_at), limit])
+        counted = cursor.fetchone()
+    if counted is None:  # the window is full: nothing was changed
         ends_in = (starts_at + timedelta(seconds=period) - now).total_seconds()
         raise MailLimitReached("portal", max(1, math.ceil(ends_in)))
+    return CeilingSlot(period, starts_at)
+
+
+def mail_ceiling_release(slot: CeilingSlot) -> None:
+    """Hand back a slot whose submission created nothing."""
+    MailWindow.objects.filter(period=slot.period, starts_at=slot.starts_at, sent__gt=0).update(
+        sent=F("sent") - 1
+    )
 
 
 def mail_windows_prune(*, now: datetime) -> int:

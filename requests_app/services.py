@@ -56,24 +56,27 @@ def request_submit(
     now = timezone.now()
     recipient = mailboxes.mailbox(email)
     domain = mailboxes.recipient_domain(email)
-    with transaction.atomic():
-        # First: the mailbox's lock also orders concurrent submissions for it, whose supersede
-        # steps would otherwise lock each other's rows in opposite orders (deadlock).
-        limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
-        request = DelistRequest.objects.create(
-            email=email,
-            mailbox=recipient,
-            email_domain=domain,
-            ip=str(ip),
-            language=language,
-            client_ip=client_ip,
-            created_at=now,
-        )
-        audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
-        _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
-        outbox.owe_confirmation(request)
-        # Last: every submission shares the ceiling's row, locked from here to the commit.
-        limits.mail_ceiling_take(now=now)
+    slot = limits.mail_ceiling_reserve(now=now)
+    try:
+        with transaction.atomic():
+            # First: the mailbox's lock also orders concurrent submissions for it, whose supersede
+            # steps would otherwise lock each other's rows in opposite orders (deadlock).
+            limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
+            request = DelistRequest.objects.create(
+                email=email,
+                mailbox=recipient,
+                email_domain=domain,
+                ip=str(ip),
+                language=language,
+                client_ip=client_ip,
+                created_at=now,
+            )
+            audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
+            _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
+            outbox.owe_confirmation(request)
+    except BaseException:
+        limits.mail_ceiling_release(slot)
+        raise
     logger.info("request %s submitted for %s", request.pk, request.ip)
     return request
 

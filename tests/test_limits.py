@@ -119,8 +119,8 @@ def test_the_sweep_forgets_windows_a_day_after_they_ended(listed, roomy):
     from requests_app import limits
 
     with time_machine.travel(NOON, tick=False):
-        limits.mail_ceiling_take(now=NOON)
-        limits.mail_ceiling_take(now=NOON - timedelta(days=2))
+        limits.mail_ceiling_reserve(now=NOON)
+        limits.mail_ceiling_reserve(now=NOON - timedelta(days=2))
         assert limits.mail_windows_prune(now=NOON) == 1
     assert list(MailWindow.objects.values_list("starts_at", "sent")) == [(NOON, 1)]
 
