@@ -55,8 +55,8 @@ def mail_limits_check(*, mailbox: str, domain: str, now: datetime) -> None:
     # (SQLite: the IMMEDIATE transaction already holds the database's write lock.)
     confirmations = Mail.objects.filter(kind=Mail.Kind.CONFIRMATION)
     for scope, rate, mails in (
-        ("mailbox", settings.DELIST_MAILBOX_RATE, confirmations.filter(request__mailbox=mailbox)),
-        ("domain", settings.DELIST_DOMAIN_RATE, confirmations.filter(request__email_domain=domain)),
+        ("mailbox", settings.DELIST_MAILBOX_RATE, confirmations.filter(mailbox=mailbox)),
+        ("domain", settings.DELIST_DOMAIN_RATE, confirmations.filter(email_domain=domain)),
     ):
         retry_after = _retry_after(mails, rate=rate, now=now)
         if retry_after:

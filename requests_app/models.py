@@ -118,6 +118,10 @@ class Mail(models.Model):
 
     request = models.ForeignKey(DelistRequest, on_delete=models.CASCADE, related_name="mails")
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    # The request's, for confirmations: the mail limits count along their own indexes, where a
+    # join to the requests walked every confirmation of the window (requests_app.limits).
+    mailbox = models.CharField(max_length=254, blank=True, default="", editable=False)
+    email_domain = models.CharField(max_length=253, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     # When the next attempt may start; a claim pushes it forward, a failure backs it off.
     due_at = models.DateTimeField(default=timezone.now)
@@ -138,6 +142,14 @@ class Mail(models.Model):
             # The portal-wide mail ceiling counts recent confirmation mails.
             models.Index(fields=["kind", "created_at"], name="mail_kind_created_idx"),
             models.Index(fields=["created_at", "id"], name="mail_created_idx"),  # the outbox's admin list
+            models.Index(
+                fields=["mailbox", "created_at"], name="mail_mailbox_idx", condition=Q(kind="confirmation")
+            ),
+            models.Index(
+                fields=["email_domain", "created_at"],
+                name="mail_domain_idx",
+                condition=Q(kind="confirmation"),
+            ),
             models.Index(
                 fields=["due_at"],
                 name="mail_unsent_idx",

@@ -62,7 +62,9 @@ def request_submit(
             # First: the mailbox's lock also orders concurrent submissions for it, whose supersede
             # steps would otherwise lock each other's rows in opposite orders (deadlock).
             limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
+            nonce, token_hash = outbox.confirmation_nonce()
             request = DelistRequest.objects.create(
+                token_hash=token_hash,
                 email=email,
                 mailbox=recipient,
                 email_domain=domain,
@@ -73,7 +75,7 @@ def request_submit(
             )
             audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
             _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
-            outbox.owe_confirmation(request)
+            outbox.owe_confirmation(request, nonce=nonce)
     except BaseException:
         limits.mail_ceiling_release(slot)
         raise
