@@ -19,6 +19,7 @@ from blocklist.import_jobs import IMPORT_UPLOAD_MAX, import_job_create
 from blocklist.ip import parse_ip, parse_network
 from blocklist.models import ApiKey, Entry, Event, ImportJob
 from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline
+from portal_lib.big_lists import BigListAdmin, IndexedValuesFilter
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -81,7 +82,7 @@ class ImportForm(forms.Form):
 
 
 @admin.register(Entry)
-class EntryAdmin(admin.ModelAdmin):
+class EntryAdmin(BigListAdmin):
     form = EntryForm
     list_display = [
         "network",
@@ -93,12 +94,11 @@ class EntryAdmin(admin.ModelAdmin):
         "expires_at",
         "self_service",
     ]
-    list_filter = [StatusFilter, "code", "source", "self_service"]
+    list_filter = [StatusFilter, "code", ("source", IndexedValuesFilter), "self_service", "listed_at"]
     search_fields = ["network", "reason", "source"]
     search_help_text = _(
         "An IP finds every entry whose network covers it; otherwise network, reason or source."
     )
-    date_hierarchy = "listed_at"
     inlines = [EventInline]
     actions = ["delist", "relist"]
     change_list_template = "admin/blocklist/entry/change_list.html"
@@ -269,13 +269,12 @@ class EntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdmin):
+class EventAdmin(ReadOnlyAdmin, BigListAdmin):
     """The audit trail: readable by the desk, changeable by nobody."""
 
     list_display = ["at", "action", "actor", "entry", "request", "reason"]
-    list_filter = ["action", "actor", "at"]
+    list_filter = ["action", ("actor", IndexedValuesFilter), "at"]
     search_fields = ["actor", "reason", "entry__network", "request__ip", "request__email"]
-    date_hierarchy = "at"
     list_select_related = ["entry", "request"]
 
 

@@ -82,7 +82,13 @@ class Entry(models.Model):
         verbose_name = _("blocklist entry")
         verbose_name_plural = _("blocklist entries")
         ordering = ["-listed_at"]
-        indexes = [models.Index(fields=["network_start", "prefix_len"], name="entry_coverage_idx")]
+        indexes = [
+            models.Index(fields=["network_start", "prefix_len"], name="entry_coverage_idx"),
+            # The admin's list at a million rows: its default ordering (Django adds -id), and
+            # the source filter's values read by skipping along an index (portal_lib.big_lists).
+            models.Index(fields=["listed_at", "id"], name="entry_listed_idx"),
+            models.Index(fields=["source"], name="entry_source_idx"),
+        ]
         constraints = [
             # At most one live entry per network: imports are idempotent, relisting makes a new row.
             models.UniqueConstraint(
@@ -157,6 +163,9 @@ class Event(models.Model):
         verbose_name = _("event")
         verbose_name_plural = _("audit trail")
         ordering = ["-at", "-id"]
+        # The actor filter of the audit trail's admin list reads its values along this index
+        # (its ordering uses the one on `at`).
+        indexes = [models.Index(fields=["actor"], name="event_actor_idx")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(entry__isnull=False) | Q(request__isnull=False), name="event_has_subject"

@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from blocklist.models import Entry, Event
 from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline
+from portal_lib.big_lists import BigListAdmin
 from requests_app import dashboard, services
 from requests_app.models import DelistRequest, Mail, ReviewQueue, State
 
@@ -130,11 +131,10 @@ def lockout_response(
     return response
 
 
-class DelistRequestAdmin(admin.ModelAdmin):
+class DelistRequestAdmin(BigListAdmin):
     list_display = ["ip", "email", "state", "created_at", "confirmed_at", "decided_by", "effective_at"]
     list_filter = ["state", "created_at", "decided_at"]
     search_fields = ["ip", "email"]
-    date_hierarchy = "created_at"
     inlines = [TimelineInline, MailInline]
     actions = ["approve", "reject", "revoke"]
     fields = [
@@ -325,7 +325,6 @@ class ReviewQueueAdmin(DelistRequestAdmin):
     list_display = ["ip", "email", "waiting", "confirmed_at", "why"]
     list_filter = ["confirmed_at"]
     actions = ["approve", "reject"]  # nothing here is approved yet, so nothing to revoke
-    date_hierarchy = None
     ordering = ["confirmed_at", "pk"]  # the changelist's ordering wins over get_queryset's
 
     def get_queryset(self, request):
@@ -370,7 +369,7 @@ class MailStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Mail)
-class MailAdmin(ReadOnlyAdmin):
+class MailAdmin(ReadOnlyAdmin, BigListAdmin):
     """The outbox, read-only: what is owed, what went out, what was given up on and why."""
 
     list_display = ["id", "kind", "request", "created_at", "sent_at", "failed_at", "attempts", "last_error"]

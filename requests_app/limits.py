@@ -1,26 +1,30 @@
 """The confirmation-mail limits that must hold exactly: per mailbox, per recipient domain, and
 the portal's own ceiling.
 
-They are counted in the database from the mails themselves, inside the transaction that would
-add one more, so a flushed or absent cache cannot reopen them and two submissions at once
-cannot both squeeze past the last free slot. Only what creates a request and a mail is
+They are counted in the database, inside the transaction that would add one more mail, so a
+flushed or absent cache cannot reopen them and two submissions at once cannot both squeeze
+past the last free slot. The mailbox and domain limits count the mails themselves, under a lock
+per mailbox and per domain; the ceiling, which every submission shares, counts in one row per
+window, locked for one statement. Only what creates a request and a mail is
 counted: a submission for an IP that is not listed costs the rightful sender nothing.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import QuerySet
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
 
 from portal_lib.rates import parse_rate
-from requests_app.models import Mail
+from requests_app.models import Mail, MailWindow
 
-# Any constant: the advisory lock that orders submissions while they count (PostgreSQL).
-_SUBMIT_LOCK = 0x64656C69
+# Advisory lock classes (PostgreSQL's two-key form): one lock per mailbox, then one per
+# recipient domain, always in that order, so two submissions cannot wait on each other.
+_MAILBOX_LOCKS, _DOMAIN_LOCKS = 0x6D62, 0x646D
 
 
 class MailLimitReached(Exception):
@@ -33,24 +37,89 @@ class MailLimitReached(Exception):
 
 
 def mail_limits_check(*, mailbox: str, domain: str, now: datetime) -> None:
-    """Raise MailLimitReached unless one more confirmation mail fits every limit.
+    """Raise MailLimitReached unless one more confirmation mail fits the mailbox's and the
+    domain's limits (windows sliding over the mails themselves).
 
-    Call inside the transaction that creates the mail.
+    Call first in the transaction that creates the mail: the locks it takes until the commit
+    make the count and the insert after it one step, and order concurrent submissions for one
+    mailbox (whose supersede steps would otherwise lock each other's rows in opposite orders).
+    Submissions for other mailbox and domains go on beside them.
     """
     if connection.vendor == "postgresql":
-        # Held until commit, so the count below and the insert after it are one step.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SUBMIT_LOCK])
+            # One round trip; PostgreSQL evaluates the select list in order.
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s)), pg_advisory_xact_lock(%s, hashtext(%s))",
+                [_MAILBOX_LOCKS, mailbox, _DOMAIN_LOCKS, domain],
+            )
     # (SQLite: the IMMEDIATE transaction already holds the database's write lock.)
     confirmations = Mail.objects.filter(kind=Mail.Kind.CONFIRMATION)
     for scope, rate, mails in (
-        ("mailbox", settings.DELIST_MAILBOX_RATE, confirmations.filter(request__mailbox=mailbox)),
-        ("domain", settings.DELIST_DOMAIN_RATE, confirmations.filter(request__email_domain=domain)),
-        ("portal", settings.DELIST_MAIL_RATE, confirmations),
+        ("mailbox", settings.DELIST_MAILBOX_RATE, confirmations.filter(mailbox=mailbox)),
+        ("domain", settings.DELIST_DOMAIN_RATE, confirmations.filter(email_domain=domain)),
     ):
         retry_after = _retry_after(mails, rate=rate, now=now)
         if retry_after:
             raise MailLimitReached(scope, retry_after)
+
+
+@dataclass(frozen=True)
+class CeilingSlot:
+    """One confirmation mail counted against the portal's ceiling, in the window it fell in."""
+
+    period: int
+    starts_at: datetime
+
+
+def mail_ceiling_reserve(*, now: datetime) -> CeilingSlot:
+    """Count one more confirmation mail against the portal's ceiling (DELIST_MAIL_RATE), or raise
+    MailLimitReached when its window is full.
+
+    One counter row per window, changed only while it stays under the limit, so no two
+    submissions can squeeze past the last slot. It is counted in a transaction of its own,
+    before the submission's, so that the row every submission needs is locked for one statement
+    rather than for a whole submission and its commit; that commit does not wait for the disk
+    either (a crash of PostgreSQL itself in that instant forgets a count, never a request). A
+    submission that fails after this hands the slot back with mail_ceiling_release. The window
+    is fixed (the clock's hours for N/h): at its turn a new one starts empty.
+    """
+    limit, period = parse_rate(settings.DELIST_MAIL_RATE)
+    starts_at = datetime.fromtimestamp(now.timestamp() // period * period, tz=UTC)
+    table = connection.ops.quote_name(MailWindow._meta.db_table)
+    upsert = (
+        f"INSERT INTO {table} (period, starts_at, sent) VALUES (%s, %s, 1) "
+        f"ON CONFLICT (period, starts_at) DO UPDATE SET sent = {table}.sent + 1 "
+        f"WHERE {table}.sent < %s RETURNING sent"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            upsert = f"SET LOCAL synchronous_commit TO OFF; {upsert}"
+        # As the ORM writes the column (SQLite keeps naive UTC text), so release() finds the row.
+        cursor.execute(upsert, [period, connection.ops.adapt_datetimefield_value(starts_at), limit])
+        counted = cursor.fetchone()
+    if counted is None:  # the window is full: nothing was changed
+        ends_in = (starts_at + timedelta(seconds=period) - now).total_seconds()
+        raise MailLimitReached("portal", max(1, math.ceil(ends_in)))
+    return CeilingSlot(period, starts_at)
+
+
+def mail_ceiling_release(slot: CeilingSlot) -> None:
+    """Hand back a slot whose submission created nothing."""
+    MailWindow.objects.filter(period=slot.period, starts_at=slot.starts_at, sent__gt=0).update(
+        sent=F("sent") - 1
+    )
+
+
+def mail_windows_prune(*, now: datetime) -> int:
+    """Forget the ceiling's windows that ended over a day ago; how many. (A handful of rows: one
+    per window, and a period per DELIST_MAIL_RATE the portal ever ran with.)"""
+    deleted = 0
+    for period in set(MailWindow.objects.values_list("period", flat=True)):
+        ended = MailWindow.objects.filter(
+            period=period, starts_at__lt=now - timedelta(days=1, seconds=period)
+        )
+        deleted += ended.delete()[0]
+    return deleted
 
 
 def _retry_after(mails: QuerySet, *, rate: str, now: datetime) -> int:

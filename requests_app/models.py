@@ -86,6 +86,13 @@ class DelistRequest(models.Model):
             models.Index(fields=["ip", "decided_at"], name="request_ip_decided_idx"),
             models.Index(fields=["mailbox", "created_at"], name="request_mailbox_idx"),
             models.Index(fields=["email_domain", "created_at"], name="request_domain_idx"),
+            # The admin's lists at a million rows: newest first (Django adds -id), by state,
+            # and the review queue, oldest confirmation first.
+            models.Index(fields=["created_at", "id"], name="request_created_idx"),
+            models.Index(fields=["state", "created_at", "id"], name="request_state_created_idx"),
+            models.Index(
+                fields=["confirmed_at", "id"], name="request_review_idx", condition=Q(state="needs_review")
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -120,6 +127,10 @@ class Mail(models.Model):
 
     request = models.ForeignKey(DelistRequest, on_delete=models.CASCADE, related_name="mails")
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    # The request's, for confirmations: the mail limits count along their own indexes, where a
+    # join to the requests walked every confirmation of the window (requests_app.limits).
+    mailbox = models.CharField(max_length=254, blank=True, default="", editable=False)
+    email_domain = models.CharField(max_length=253, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     # When the next attempt may start; a claim pushes it forward, a failure backs it off.
     due_at = models.DateTimeField(default=timezone.now)
@@ -139,6 +150,15 @@ class Mail(models.Model):
         indexes = [
             # The portal-wide mail ceiling counts recent confirmation mails.
             models.Index(fields=["kind", "created_at"], name="mail_kind_created_idx"),
+            models.Index(fields=["created_at", "id"], name="mail_created_idx"),  # the outbox's admin list
+            models.Index(
+                fields=["mailbox", "created_at"], name="mail_mailbox_idx", condition=Q(kind="confirmation")
+            ),
+            models.Index(
+                fields=["email_domain", "created_at"],
+                name="mail_domain_idx",
+                condition=Q(kind="confirmation"),
+            ),
             models.Index(
                 fields=["due_at"],
                 name="mail_unsent_idx",
@@ -148,6 +168,23 @@ class Mail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} mail for request {self.request_id}"
+
+
+class MailWindow(models.Model):
+    """How many confirmation mails went out in one window of the portal's ceiling (DELIST_MAIL_RATE):
+    a counter, so checking the ceiling costs one row whatever the traffic (requests_app.limits)."""
+
+    period = models.PositiveIntegerField()  # seconds: the rate's period when the window was counted
+    starts_at = models.DateTimeField()
+    sent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["period", "starts_at"], name="mailwindow_one_per_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sent} mail(s) from {self.starts_at:%Y-%m-%d %H:%M} ({self.period} s)"
 
 
 class ReviewQueue(DelistRequest):

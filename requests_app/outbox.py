@@ -48,12 +48,27 @@ def owe(request: DelistRequest, kind: str) -> Mail:
     return mail
 
 
-def owe_confirmation(request: DelistRequest) -> Mail:
-    """The confirmation mail, with the link it will carry fixed now: every attempt sends the same
-    link, so a mail re-sent after a lost acknowledgement never kills the one that arrived."""
+def confirmation_nonce() -> tuple[str, str]:
+    """A new link's nonce and the token hash a request stores for it."""
     nonce = new_nonce()
-    DelistRequest.objects.filter(pk=request.pk).update(token_hash=hash_token(confirmation_secret(nonce)))
-    mail = Mail.objects.create(request=request, kind=Mail.Kind.CONFIRMATION, token_nonce=nonce)
+    return nonce, hash_token(confirmation_secret(nonce))
+
+
+def owe_confirmation(request: DelistRequest, *, nonce: str | None = None) -> Mail:
+    """The confirmation mail, with the link it will carry fixed now: every attempt sends the same
+    link, so a mail re-sent after a lost acknowledgement never kills the one that arrived.
+
+    `nonce`: from confirmation_nonce(), when the request was written with its hash already."""
+    if nonce is None:
+        nonce, token_hash = confirmation_nonce()
+        DelistRequest.objects.filter(pk=request.pk).update(token_hash=token_hash)
+    mail = Mail.objects.create(
+        request=request,
+        kind=Mail.Kind.CONFIRMATION,
+        token_nonce=nonce,
+        mailbox=request.mailbox,
+        email_domain=request.email_domain,
+    )
     enqueue_after_commit("requests_app.mail_send", mail.pk, what=f"mail {mail.pk}")
     return mail
 

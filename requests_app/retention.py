@@ -99,6 +99,10 @@ def _erase(ids: list[int]) -> int:
                 events.append(event)
         Event.objects.bulk_update(events, ["reason"], batch_size=BATCH)
         Mail.objects.filter(request_id__in=patterns).exclude(last_error="").update(last_error="")
+        # The mailbox and domain a confirmation carries for the mail limits, long past their windows.
+        Mail.objects.filter(request_id__in=patterns).exclude(mailbox="", email_domain="").update(
+            mailbox="", email_domain=""
+        )
         DelistRequest.objects.filter(pk__in=patterns).update(
             email="", mailbox="", email_domain="", client_ip=None
         )

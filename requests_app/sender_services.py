@@ -71,8 +71,13 @@ def request_resend_link(*, request: DelistRequest, now: datetime | None = None) 
     if refusal := _resend_refusal(request, now=now):
         raise refusal
     try:
+        # The portal's ceiling counts every confirmation mail, as for a submission.
+        slot = limits.mail_ceiling_reserve(now=now)
+    except limits.MailLimitReached as e:
+        raise ActionRefused("mail_limit", retry_after=e.retry_after, scope=e.scope) from e
+    try:
         with transaction.atomic():
-            # The limits' lock first, as request_submit takes it: a submission superseding this
+            # The mailbox's lock first, as request_submit takes it: a submission superseding this
             # request holds it while locking this row, so taking the row first could deadlock.
             limits.mail_limits_check(mailbox=request.mailbox, domain=request.email_domain, now=now)
             request = DelistRequest.objects.select_for_update().get(pk=request.pk)
@@ -82,7 +87,11 @@ def request_resend_link(*, request: DelistRequest, now: datetime | None = None) 
             outbox.owe_confirmation(request)
             audit.record(audit.Action.LINK_RESENT, actor=audit.SENDER, request=request, at=now)
     except limits.MailLimitReached as e:
+        limits.mail_ceiling_release(slot)
         raise ActionRefused("mail_limit", retry_after=e.retry_after, scope=e.scope) from e
+    except BaseException:
+        limits.mail_ceiling_release(slot)
+        raise
     request.refresh_from_db()
     logger.info("request %s: confirmation link sent again", request.pk)
     return request

@@ -67,22 +67,29 @@ def request_submit(
     now = timezone.now()
     recipient = mailboxes.mailbox(email)
     domain = mailboxes.recipient_domain(email)
-    with transaction.atomic():
-        # First: the limits' lock also orders concurrent submissions for one mailbox, whose
-        # supersede steps would otherwise lock each other's rows in opposite orders (deadlock).
-        limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
-        request = DelistRequest.objects.create(
-            email=email,
-            mailbox=recipient,
-            email_domain=domain,
-            ip=str(ip),
-            language=language,
-            client_ip=client_ip,
-            created_at=now,
-        )
-        audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
-        _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
-        outbox.owe_confirmation(request)
+    slot = limits.mail_ceiling_reserve(now=now)
+    try:
+        with transaction.atomic():
+            # First: the mailbox's lock also orders concurrent submissions for it, whose supersede
+            # steps would otherwise lock each other's rows in opposite orders (deadlock).
+            limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
+            nonce, token_hash = outbox.confirmation_nonce()
+            request = DelistRequest.objects.create(
+                token_hash=token_hash,
+                email=email,
+                mailbox=recipient,
+                email_domain=domain,
+                ip=str(ip),
+                language=language,
+                client_ip=client_ip,
+                created_at=now,
+            )
+            audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
+            _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
+            outbox.owe_confirmation(request, nonce=nonce)
+    except BaseException:
+        limits.mail_ceiling_release(slot)
+        raise
     logger.info(
         "request %s submitted for %s", request.pk, request.ip, extra=_fields(request.pk, State.PENDING)
     )
@@ -512,6 +519,7 @@ def sweep(*, now: datetime | None = None) -> SweepResult:
         # Only a wake-up: DNS is asked in a task of its own, never inside the sweep.
         ("propagations", _propagations_wake),
         ("personal_data_erased", requests_erase_personal_data),
+        ("mail_windows_pruned", limits.mail_windows_prune),
         # Last: /healthz and /metrics read when a sweep last got through.
         ("heartbeat", lambda now: heartbeat_record(SWEEP, failed_steps=len(result.failed_steps))),
     )

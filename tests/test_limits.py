@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.urls import reverse
 
-from requests_app.models import DelistRequest, Mail
+from requests_app.models import DelistRequest, Mail, MailWindow
 from tests.conftest import LISTED_IP, UNLISTED_IP
 
 # A fixed instant: Retry-After is computed from it, whatever the time of day.
@@ -88,14 +88,41 @@ def test_many_mailboxes_at_one_domain_from_many_clients_are_bounded(client, list
 
 def test_the_portal_sends_no_more_than_its_ceiling_and_queues_nothing_past_it(client, listed, roomy):
     roomy.DELIST_MAIL_RATE = "3/h"
-    answers = [
-        submit(client, f"p@d{i}.example.org", client_ip=f"203.0.113.{i + 1}").status_code for i in range(5)
-    ]
-    assert answers == [302] * 3 + [429] * 2
-    assert confirmations() == 3 and DelistRequest.objects.count() == 3
-    response = submit(client, "q@fresh.example.org", client_ip="192.0.2.99")
-    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    with time_machine.travel(NOON + timedelta(minutes=10), tick=False):
+        answers = [
+            submit(client, f"p@d{i}.example.org", client_ip=f"203.0.113.{i + 1}").status_code
+            for i in range(5)
+        ]
+        assert answers == [302] * 3 + [429] * 2
+        assert confirmations() == 3 and DelistRequest.objects.count() == 3
+        response = submit(client, "q@fresh.example.org", client_ip="192.0.2.99")
+    # The ceiling counts in the clock's hours: this one ends at 13:00.
+    assert response.status_code == 429 and response["Retry-After"] == str(50 * 60)
     assert "we hold back so that our own mail keeps arriving" in response.content.decode()
+    with time_machine.travel(NOON + timedelta(hours=1), tick=False):
+        assert submit(client, "q@fresh.example.org", client_ip="192.0.2.99").status_code == 302
+
+
+def test_a_refusal_by_another_limit_costs_the_ceiling_nothing(client, listed, roomy):
+    roomy.DELIST_MAIL_RATE = "2/h"
+    roomy.DELIST_MAILBOX_RATE = "1/h"
+    with time_machine.travel(NOON, tick=False):
+        assert submit(client, "one@mail.example.com").status_code == 302
+        for _ in range(3):
+            assert submit(client, "one@mail.example.com").status_code == 429  # the mailbox's limit
+        assert submit(client, "two@mail.example.com").status_code == 302
+        assert submit(client, "three@mail.example.com").status_code == 429  # now the ceiling's
+    assert MailWindow.objects.get().sent == 2
+
+
+def test_the_sweep_forgets_windows_a_day_after_they_ended(listed, roomy):
+    from requests_app import limits
+
+    with time_machine.travel(NOON, tick=False):
+        limits.mail_ceiling_reserve(now=NOON)
+        limits.mail_ceiling_reserve(now=NOON - timedelta(days=2))
+        assert limits.mail_windows_prune(now=NOON) == 1
+    assert list(MailWindow.objects.values_list("starts_at", "sent")) == [(NOON, 1)]
 
 
 def test_submissions_for_an_unlisted_ip_never_lock_out_the_rightful_sender(client, listed, roomy):
@@ -220,3 +247,36 @@ def test_concurrent_submissions_cannot_squeeze_past_the_mailbox_limit(listing, s
         t.join(timeout=60)
     assert sorted(answers) == [302] * 3 + [429] * 5
     assert confirmations() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_submissions_cannot_squeeze_past_the_ceiling(listing, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's concurrency; SQLite serialises writers anyway")
+    from django.test import Client
+
+    settings.DELIST_SUBMIT_RATE = "1000/h"
+    settings.DELIST_MAIL_RATE = "3/h"
+    listing(LISTED_IP)
+    barrier = threading.Barrier(8)
+    answers = []
+
+    def sender(i: int):
+        try:
+            barrier.wait()
+            # Every mailbox and domain its own: only the shared ceiling orders them.
+            answers.append(
+                submit(Client(), f"p@mail{i}.example.com", client_ip=f"198.51.100.{i}").status_code
+            )
+        finally:
+            connection.close()
+
+    with time_machine.travel(NOON, tick=False):
+        threads = [threading.Thread(target=sender, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert sorted(answers) == [302] * 3 + [429] * 5
+    assert confirmations() == 3 and DelistRequest.objects.count() == 3
+    assert MailWindow.objects.get().sent == 3

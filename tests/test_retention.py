@@ -103,6 +103,11 @@ def test_reasons_and_mail_errors_lose_the_sender_but_keep_the_delisted_ip(closed
     assert DelistRequest.objects.get(pk=rejected.pk).decision_reason == reason
     assert Event.objects.get(request=rejected, action=Event.Action.REJECTED).reason == reason
     assert list(Mail.objects.filter(request=expired).values_list("last_error", flat=True)) == [""]
+    # The confirmation's copy of the mailbox and domain (for the mail limits) goes too.
+    assert set(
+        Mail.objects.filter(request__in=[rejected, expired]).values_list("mailbox", "email_domain")
+    ) == {("", "")}
+    assert Mail.objects.filter(request=closed_and_open["recent"], mailbox="recent@example.org").exists()
     # Nothing names them any more, anywhere their request left a trace.
     for text in [
         *Event.objects.filter(request__in=[rejected, expired]).values_list("reason", flat=True),

@@ -3,7 +3,7 @@ waits for confirmation, withdraw one before it is due. Each refusal is a page th
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -92,8 +92,12 @@ def test_sending_again_shares_the_clients_submission_rate(
     client, submitted, mailoutbox, settings, django_capture_on_commit_callbacks
 ):
     settings.DELIST_SUBMIT_RATE = "1/h"
-    request, _status = submitted()
-    with time_machine.travel(timezone.now() + timedelta(minutes=3), tick=False):
+    # One frozen instant for both: the per-client window has an edge somewhere in each hour, and
+    # a clock that moved on between the two posts could cross it.
+    with time_machine.travel(datetime(2026, 3, 2, 12, 0, tzinfo=UTC), tick=False):
+        request, _status = submitted()
+        # The first mail went out long enough ago for a second one (RESEND_AFTER).
+        Mail.objects.filter(request=request).update(sent_at=timezone.now() - timedelta(minutes=3))
         response = post(client, request, "resend", django_capture_on_commit_callbacks)
     assert response.status_code == 429
     assert "Too many requests from your network" in response.content.decode()
