@@ -23,6 +23,7 @@ from blocklist.exports import exports_written, list_version
 from blocklist.models import Entry
 from monitoring import heartbeats
 from requests_app.models import DelistRequest, Mail, State
+from webhooks.models import Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,26 @@ def _mail(now: datetime) -> Iterator[Metric]:
     )
 
 
+def _webhooks(now: datetime) -> Iterator[Metric]:
+    # Along delivery_pending_idx: what is still owed to an endpoint.
+    pending = Delivery.objects.filter(status=Delivery.Status.PENDING).aggregate(
+        n=Count("pk"), oldest=Min("created_at")
+    )
+    yield _gauge(
+        "delist_webhook_backlog", "Webhook deliveries owed to endpoints and not delivered yet.", pending["n"]
+    )
+    yield _gauge(
+        "delist_webhook_oldest_age_seconds",
+        "Age of the oldest owed webhook delivery (0 when none is owed).",
+        _age(now, pending["oldest"]),
+    )
+    yield _gauge(
+        "delist_webhooks_failed",
+        "Webhook deliveries given up on, in all.",
+        Delivery.objects.filter(status=Delivery.Status.FAILED).count(),
+    )
+
+
 def _sweep_and_exports(now: datetime) -> Iterator[Metric]:
     beat = heartbeats.heartbeat_last(heartbeats.SWEEP)
     if beat is not None:
@@ -149,7 +170,9 @@ class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
         now = timezone.now()
         try:
-            metrics = [m for part in (_requests, _mail, _sweep_and_exports, _entries) for m in part(now)]
+            metrics = [
+                m for part in (_requests, _mail, _webhooks, _sweep_and_exports, _entries) for m in part(now)
+            ]
         except DatabaseError as e:
             logger.warning("metrics: the database did not answer: %s", e)
             yield _gauge("delist_database_up", "Whether the scrape's database queries answered.", 0)

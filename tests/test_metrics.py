@@ -251,3 +251,23 @@ def test_under_gunicorn_every_workers_requests_are_added_up(tmp_path):
     # Counted in the workers' files (one per process), not in one process's memory.
     assert list((tmp_path / "metrics").glob("counter_*.db"))
     assert not (tmp_path / "metrics" / "counter_1.db").exists()
+
+
+def test_webhook_backlog_counts_what_is_owed_and_what_was_given_up(client, db, metrics_on, settings):
+    from webhooks.events import emit
+    from webhooks.models import Delivery, Endpoint
+
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    Endpoint.objects.create(name="a", url="http://127.0.0.1:9/a", events=["entry.listed"])
+    Endpoint.objects.create(name="b", url="http://127.0.0.1:9/b", events=["entry.listed"])
+    with time_machine.travel(datetime(2026, 3, 2, 8, 0, tzinfo=UTC), tick=False):
+        emit("entry.listed", {"network": "5.61.14.7/32"})
+        emit("entry.listed", {"network": "5.61.14.8/32"})
+    Delivery.objects.filter(pk=Delivery.objects.order_by("pk").first().pk).update(
+        status=Delivery.Status.FAILED
+    )
+    with time_machine.travel(datetime(2026, 3, 2, 8, 10, tzinfo=UTC), tick=False):
+        found = samples(scrape(client).content.decode())
+    assert value(found, "delist_webhook_backlog") == 3
+    assert value(found, "delist_webhooks_failed") == 1
+    assert value(found, "delist_webhook_oldest_age_seconds") == 600
