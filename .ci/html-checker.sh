@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Nu Html Checker (tests/test_lookup_page.py): vnu.jar comes from npm with axe-core
+# The Nu Html Checker (tests/html_checker.py): vnu.jar comes from npm with axe-core
 # (tests/e2e/package.json, installed by .ci/browser-tools.sh); this makes sure Java runs it.
 # vnu-jar's own postinstall would download a Java runtime, which cannot work here: Debian's is used.
 set -euo pipefail

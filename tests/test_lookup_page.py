@@ -4,12 +4,8 @@ HTML as the Nu Html Checker reads it."""
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -18,9 +14,8 @@ from django.urls import reverse
 from blocklist import audit
 from requests_app.models import DelistRequest, State
 from tests.conftest import IN_RANGE_IP, LISTED_IP, SENDER, UNLISTED_IP
+from tests.html_checker import html_errors, needs_checker
 
-ROOT = Path(__file__).resolve().parents[1]
-VNU = ROOT / "tests" / "e2e" / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 NOW = datetime(2026, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)  # microseconds, as real clocks have
 REJECTION = (
     "550 5.7.606 Access denied, banned sending IP [5.61.14.7]; To request removal from this list "
@@ -299,34 +294,9 @@ def _start_pages(client, listing) -> dict[str, str]:
     }
 
 
-@pytest.mark.skipif(
-    not VNU.exists() or shutil.which("java") is None,
-    reason="the Nu Html Checker needs Java and tests/e2e/node_modules/vnu-jar (bash .ci/browser-tools.sh)",
-)
+@needs_checker
 def test_the_start_page_is_valid_html_to_the_nu_html_checker(client, listing, tmp_path):
     pages = _start_pages(client, listing)
-    for name, response in pages.items():
-        (tmp_path / f"{name}.html").write_bytes(response.content)
-    # One run for all pages: the checker's JVM takes a second or two to start.
-    result = subprocess.run(
-        [
-            "java",
-            "-jar",
-            str(VNU),
-            "--format",
-            "json",
-            "--stdout",
-            *sorted(map(str, tmp_path.glob("*.html"))),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    messages = json.loads(result.stdout)["messages"]
-    errors = [
-        f"{Path(m.get('url', '')).name}:{m.get('lastLine')}: {m['message']}"
-        for m in messages
-        if m["type"] == "error" or m.get("subType") == "fatal"
-    ]
+    errors = html_errors({name: response.content for name, response in pages.items()}, tmp_path)
     assert not errors, "\n".join(errors)
     assert len(pages) == 8
