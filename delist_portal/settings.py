@@ -408,7 +408,8 @@ LOGGING = {
         # Celery's line per periodic task run, every few seconds, says nothing the sweep does not.
         **{
             name: {"filters": ["quiet_periodic"]}
-            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+            # (celery.worker.request: "Discarding revoked task", a periodic run that expired unrun.)
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace", "celery.worker.request")
         },
     },
 }

@@ -1,5 +1,6 @@
 """Keep the worker's log about what happened: Celery's routine INFO lines for the periodic tasks
-(beat sending one, the worker receiving it, the task succeeding) are dropped.
+(beat sending one, the worker receiving it, the task succeeding, a run that expired in the queue
+on a busy machine being discarded) are dropped.
 
 Every few seconds they would bury the lines that matter. What a sweep or the mail sweep did is
 logged by the sweep itself, and only when it did something; a periodic task that fails or is
@@ -14,15 +15,18 @@ from collections.abc import Mapping
 from celery import current_app
 
 
-def _task_name(record: logging.LogRecord) -> str | None:
+def _task_names(record: logging.LogRecord) -> set[str]:
+    """The task names a record's arguments may hold: the worker's "Task %(name)s[%(id)s]
+    received/succeeded" passes a mapping; beat's "Sending due task %s (%s)" (entry, task) and the
+    worker's "Discarding revoked task: %s[%s]" (task, id) pass tuples."""
     args = record.args
-    if isinstance(args, Mapping):  # the worker: "Task %(name)s[%(id)s] received" and "succeeded"
-        name = args.get("name")
-    elif isinstance(args, tuple) and len(args) == 2:  # beat: "Sending due task %s (%s)", entry, task
-        name = args[1]
+    if isinstance(args, Mapping):
+        values = [args.get("name")]
+    elif isinstance(args, tuple):
+        values = list(args)
     else:
-        return None
-    return name if isinstance(name, str) else None
+        return set()
+    return {value for value in values if isinstance(value, str)}
 
 
 def periodic_task_names() -> set[str]:
@@ -35,4 +39,4 @@ class QuietRoutinePeriodicTasks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.INFO:
             return True
-        return _task_name(record) not in periodic_task_names()
+        return not _task_names(record) & periodic_task_names()
