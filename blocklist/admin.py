@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -18,8 +20,8 @@ from blocklist import api_keys, services
 from blocklist.import_jobs import IMPORT_UPLOAD_MAX, import_job_create
 from blocklist.ip import parse_ip, parse_network
 from blocklist.models import ApiKey, Entry, Event, ImportJob
-from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline
-from portal_lib.big_lists import BigListAdmin, IndexedValuesFilter
+from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline, desk_time, time_column
+from portal_lib.big_lists import BigListAdmin, IndexedValuesFilter, distinct_values
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -41,9 +43,32 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CodeFilter(admin.SimpleListFilter):
+    """The SMTP codes entries actually use, not all 44 a code may be: read along entry_code_idx."""
+
+    title = _("SMTP code")
+    parameter_name = "code"
+
+    def lookups(self, request, model_admin):
+        return [(code, code) for code in distinct_values(Entry, "code")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(code=self.value()) if self.value() else queryset
+
+
+class LabelledSplitDateTime(AdminSplitDateTime):
+    """Django's date and time boxes, each with a name of its own: the field's label names
+    neither (axe: label)."""
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs)
+        self.widgets[0].attrs["aria-label"] = _("Date")
+        self.widgets[1].attrs["aria-label"] = _("Time")
+
+
 class EntryForm(forms.ModelForm):
     network = forms.CharField(
-        label=_("network"), help_text=_("An IP address or a CIDR range, e.g. 5.61.14.0/24")
+        label=_("Network"), help_text=_("An IP address or a CIDR range, e.g. 5.61.14.0/24")
     )
 
     class Meta:
@@ -57,17 +82,18 @@ class EntryForm(forms.ModelForm):
 class EventInline(ReadOnlyInline):
     model = Event
     fk_name = "entry"
-    fields = ["at", "action", "actor", "reason", "request"]
+    fields = ["at_column", "action", "actor", "reason", "request"]
     ordering = ["at", "id"]
-    verbose_name_plural = _("history")
+    verbose_name_plural = _("History")
+    at_column = time_column(Event, "at")
 
 
 class DelistForm(forms.Form):
-    reason = forms.CharField(label=_("reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=1000)
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}), max_length=1000)
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(label=_("list"), help_text=_("Plain (one IP or CIDR a line, # comments) or CSV."))
+    file = forms.FileField(label=_("List"), help_text=_("Plain (one IP or CIDR a line, # comments) or CSV."))
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -78,7 +104,7 @@ class ImportForm(forms.Form):
             )
         return upload
 
-    source = forms.CharField(label=_("source"), initial="import", max_length=100)
+    source = forms.CharField(label=_("Source"), initial="import", max_length=100)
 
 
 @admin.register(Entry)
@@ -90,11 +116,11 @@ class EntryAdmin(BigListAdmin):
         "code",
         "reason",
         "source",
-        "listed_at",
-        "expires_at",
+        "listed_at_column",
+        "expires_at_column",
         "self_service",
     ]
-    list_filter = [StatusFilter, "code", ("source", IndexedValuesFilter), "self_service", "listed_at"]
+    list_filter = [StatusFilter, CodeFilter, ("source", IndexedValuesFilter), "self_service", "listed_at"]
     search_fields = ["network", "reason", "source"]
     search_help_text = _(
         "An IP finds every entry whose network covers it; otherwise network, reason or source."
@@ -102,8 +128,13 @@ class EntryAdmin(BigListAdmin):
     inlines = [EventInline]
     actions = ["delist", "relist"]
     change_list_template = "admin/blocklist/entry/change_list.html"
+    formfield_overrides = {models.DateTimeField: {"widget": LabelledSplitDateTime}}
 
-    @admin.display(description=_("status"))
+    listed_at_column = time_column(Entry, "listed_at")
+    expires_at_column = time_column(Entry, "expires_at")
+    delisted_at_column = time_column(Entry, "delisted_at")
+
+    @admin.display(description=_("Status"))
     def status(self, entry: Entry) -> str:
         if entry.is_active():
             return _("active")
@@ -114,30 +145,41 @@ class EntryAdmin(BigListAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
-            return ["listed_at"]
-        return ["network", "listed_at", "delisted_at", "delisted_by", "same_network"]
+            return ["listed_at_column"]
+        return ["network", "listed_at_column", "delisted_at_column", "delisted_by", "same_network"]
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return EntryForm.Meta.fields
-        return [*EntryForm.Meta.fields, "listed_at", "delisted_at", "delisted_by", "same_network"]
+        return [
+            *EntryForm.Meta.fields,
+            "listed_at_column",
+            "delisted_at_column",
+            "delisted_by",
+            "same_network",
+        ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is not None:
             kwargs["form"] = forms.ModelForm
         return super().get_form(request, obj, change=change, **kwargs)
 
-    @admin.display(description=_("other entries for this network"))
+    @admin.display(description=_("Other entries for this network"))
     def same_network(self, entry: Entry) -> str:
         others = Entry.objects.filter(network=entry.network).exclude(pk=entry.pk).order_by("listed_at")
         return (
             "; ".join(
-                f"#{e.pk} listed {e.listed_at:%Y-%m-%d %H:%M}, "
-                + (
-                    f"delisted {e.delisted_at:%Y-%m-%d %H:%M} by {e.delisted_by}"
+                (
+                    _("#%(pk)s listed %(listed)s, delisted %(delisted)s by %(by)s")
                     if e.delisted_at
-                    else "active"
+                    else _("#%(pk)s listed %(listed)s, active")
                 )
+                % {
+                    "pk": e.pk,
+                    "listed": desk_time(e.listed_at),
+                    "delisted": desk_time(e.delisted_at),
+                    "by": e.delisted_by,
+                }
                 for e in others
             )
             or "-"
@@ -182,7 +224,8 @@ class EntryAdmin(BigListAdmin):
                 actor=request.user.get_username(),
                 reason=form.cleaned_data["reason"],
             )
-            self.message_user(request, _("Delisted %(count)d entries.") % {"count": count}, messages.SUCCESS)
+            message = ngettext("Delisted %(count)d entry.", "Delisted %(count)d entries.", count)
+            self.message_user(request, message % {"count": count}, messages.SUCCESS)
             return None
         return TemplateResponse(
             request,
@@ -203,7 +246,8 @@ class EntryAdmin(BigListAdmin):
         actor = request.user.get_username()
         outcomes = [services.entry_relist(e, actor=actor)[1] for e in queryset if not e.is_active()]
         relisted = outcomes.count(services.RELISTED) + outcomes.count(services.ADDED)
-        self.message_user(request, _("Relisted %(count)d entries.") % {"count": relisted}, messages.SUCCESS)
+        message = ngettext("Relisted %(count)d entry.", "Relisted %(count)d entries.", relisted)
+        self.message_user(request, message % {"count": relisted}, messages.SUCCESS)
 
     def get_urls(self):
         return [
@@ -272,10 +316,11 @@ class EntryAdmin(BigListAdmin):
 class EventAdmin(ReadOnlyAdmin, BigListAdmin):
     """The audit trail: readable by the desk, changeable by nobody."""
 
-    list_display = ["at", "action", "actor", "entry", "request", "reason"]
+    list_display = ["at_column", "action", "actor", "entry", "request", "reason"]
     list_filter = ["action", ("actor", IndexedValuesFilter), "at"]
     search_fields = ["actor", "reason", "entry__network", "request__ip", "request__email"]
     list_select_related = ["entry", "request"]
+    at_column = time_column(Event, "at")
 
 
 @admin.register(ApiKey)
@@ -283,17 +328,28 @@ class ApiKeyAdmin(ReadOnlyAdmin):
     """Keys are made with `manage.py api_key create` (the only time a key is shown); here they
     are read and revoked. The hash is never shown: it is of no use to a person."""
 
-    list_display = ["name", "scope", "prefix", "created_at", "last_used_at", "requests", "revoked_at"]
+    list_display = [
+        "name",
+        "scope",
+        "prefix",
+        "created_at_column",
+        "last_used_at_column",
+        "requests",
+        "revoked_at_column",
+    ]
     list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name"]
-    fields = ["name", "scope", "prefix", "created_at", "last_used_at", "requests", "revoked_at"]
+    fields = list_display
     readonly_fields = fields
     actions = ["revoke"]
+    created_at_column = time_column(ApiKey, "created_at")
+    last_used_at_column = time_column(ApiKey, "last_used_at")
+    revoked_at_column = time_column(ApiKey, "revoked_at")
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("key_hash")
 
-    @admin.display(description=_("requests"))
+    @admin.display(description=_("Requests"))
     def requests(self, key: ApiKey) -> int:
         return api_keys.requests_made([key])[key.pk]
 

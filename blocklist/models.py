@@ -88,6 +88,7 @@ class Entry(models.Model):
             # the source filter's values read by skipping along an index (portal_lib.big_lists).
             models.Index(fields=["listed_at", "id"], name="entry_listed_idx"),
             models.Index(fields=["source"], name="entry_source_idx"),
+            models.Index(fields=["code"], name="entry_code_idx"),  # ... and the code filter's
         ]
         constraints = [
             # At most one live entry per network: imports are idempotent, relisting makes a new row.

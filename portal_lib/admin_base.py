@@ -1,6 +1,29 @@
+from datetime import datetime
+
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.validators import MaxLengthValidator
+from django.utils import timezone
+
+
+def desk_time(value: datetime | None) -> str:
+    """A moment as the desk reads it, its time zone named: "2026-03-02 12:00 UTC"."""
+    if value is None:
+        return "-"
+    local = timezone.localtime(value)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
+def time_column(model, name: str):
+    """A list column or read-only field showing a model's datetime with desk_time, labelled and
+    sorted as the field itself (Django's own rendering names no time zone)."""
+
+    @admin.display(description=model._meta.get_field(name).verbose_name, ordering=name)
+    def column(self, obj) -> str:
+        return desk_time(getattr(obj, name))
+
+    column.__name__ = f"{name}_column"
+    return column
 
 
 class ReadOnlyInline(admin.TabularInline):

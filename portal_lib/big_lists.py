@@ -15,6 +15,7 @@ from functools import cached_property
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
+from django.utils.translation import gettext_lazy as _
 
 # Up to this many rows a list says exactly how many it holds; beyond, about how many.
 EXACT_COUNT_UP_TO = 10_000
@@ -50,6 +51,11 @@ class IndexedValuesFilter(admin.AllValuesFieldListFilter):
     def __init__(self, field, request, params, model, model_admin, field_path):
         super().__init__(field, request, params, model, model_admin, field_path)
         self.lookup_choices = distinct_values(model, field.column)
+
+    def choices(self, changelist):
+        for choice in super().choices(changelist):
+            # A blank value still needs a link a person (and a screen reader) can read.
+            yield {**choice, "display": choice["display"] or _("(blank)")}
 
 
 def distinct_values(model, column: str, *, limit: int = FILTER_VALUES_MAX) -> list:

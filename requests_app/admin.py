@@ -19,11 +19,13 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from blocklist.models import Entry, Event
-from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline
+from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline, desk_time, time_column
 from portal_lib.big_lists import BigListAdmin
 from requests_app import dashboard, services
 from requests_app.models import DelistRequest, Mail, ReviewQueue, State
@@ -32,21 +34,34 @@ from requests_app.models import DelistRequest, Mail, ReviewQueue, State
 class TimelineInline(ReadOnlyInline):
     model = Event
     fk_name = "request"
-    fields = ["at", "action", "actor", "reason", "entry"]
+    fields = ["at_column", "action", "actor", "reason", "entry"]
     ordering = ["at", "id"]
-    verbose_name_plural = _("timeline")
+    verbose_name_plural = _("Timeline")
+    at_column = time_column(Event, "at")
 
 
 class MailInline(ReadOnlyInline):
     model = Mail
-    fields = ["kind", "created_at", "sent_at", "cancelled_at", "failed_at", "attempts", "last_error"]
+    fields = [
+        "kind",
+        "created_at_column",
+        "sent_at_column",
+        "cancelled_at_column",
+        "failed_at_column",
+        "attempts",
+        "last_error",
+    ]
+    created_at_column = time_column(Mail, "created_at")
+    sent_at_column = time_column(Mail, "sent_at")
+    cancelled_at_column = time_column(Mail, "cancelled_at")
+    failed_at_column = time_column(Mail, "failed_at")
 
 
 class ReasonForm(forms.Form):
     """Why a reviewer rejects a request or revokes its approval: the sender reads it."""
 
     reason = forms.CharField(
-        label=_("reason the sender will read"), widget=forms.Textarea(attrs={"rows": 4}), max_length=2000
+        label=_("Reason the sender will read"), widget=forms.Textarea(attrs={"rows": 4}), max_length=2000
     )
 
 
@@ -62,6 +77,20 @@ def address_count(entry: Entry) -> str:
     mantissa, exponent = f"{size:.1e}".split("e")
     bits = str(network.max_prefixlen - network.prefixlen)
     return f"2{bits.translate(_SUPERSCRIPT)} ≈ {mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
+
+def network_size(entry: Entry) -> str:
+    """ "37.120.8.0/24 (256 addresses)": a network and how much of the Internet it holds."""
+    count = entry.ip_network.num_addresses
+    return ngettext("%(network)s (%(size)s address)", "%(network)s (%(size)s addresses)", count) % {
+        "network": entry.network,
+        "size": address_count(entry),
+    }
+
+
+def by_width(entries) -> list[Entry]:
+    """Narrowest last, IPv4 first: the order the desk reads networks in."""
+    return sorted(entries, key=lambda e: (e.version, e.prefix_len, e.network))
 
 
 def is_wide(entry: Entry) -> bool:
@@ -99,7 +128,7 @@ def approvals(queryset: QuerySet[DelistRequest], *, superuser: bool) -> list[App
     for request in queryset.prefetch_related("entries"):
         delistings = [
             Delisting(entry, address_count(entry), is_wide(entry))
-            for entry in sorted(request.entries.all(), key=lambda e: (e.version, e.prefix_len, e.network))
+            for entry in by_width(request.entries.all())
         ]
         plans.append(
             Approval(
@@ -132,7 +161,15 @@ def lockout_response(
 
 
 class DelistRequestAdmin(BigListAdmin):
-    list_display = ["ip", "email", "state", "created_at", "confirmed_at", "decided_by", "effective_at"]
+    list_display = [
+        "ip",
+        "email",
+        "state",
+        "created_at_column",
+        "confirmed_at_column",
+        "decided_by",
+        "effective_at_column",
+    ]
     list_filter = ["state", "created_at", "decided_at"]
     search_fields = ["ip", "email"]
     inlines = [TimelineInline, MailInline]
@@ -143,20 +180,27 @@ class DelistRequestAdmin(BigListAdmin):
         "state",
         "language",
         "client_ip",
-        "created_at",
-        "token_expires_at",
-        "confirmed_at",
-        "decided_at",
+        "created_at_column",
+        "token_expires_at_column",
+        "confirmed_at_column",
+        "decided_at_column",
         "decided_by",
         "decision_reason",
-        "effective_at",
-        "completed_at",
-        "closed_at",
+        "effective_at_column",
+        "completed_at_column",
+        "closed_at_column",
         "covered_listings",
     ]
     readonly_fields = fields
+    created_at_column = time_column(DelistRequest, "created_at")
+    token_expires_at_column = time_column(DelistRequest, "token_expires_at")
+    confirmed_at_column = time_column(DelistRequest, "confirmed_at")
+    decided_at_column = time_column(DelistRequest, "decided_at")
+    effective_at_column = time_column(DelistRequest, "effective_at")
+    completed_at_column = time_column(DelistRequest, "completed_at")
+    closed_at_column = time_column(DelistRequest, "closed_at")
 
-    @admin.display(description=_("listings covered at confirmation, with their history"))
+    @admin.display(description=_("Listings covered at confirmation, with their history"))
     def covered_listings(self, request: DelistRequest):
         entries = request.entries.prefetch_related("events").order_by("prefix_len")
         return (
@@ -170,7 +214,7 @@ class DelistRequestAdmin(BigListAdmin):
                         _("self-service") if e.self_service else _("review only"),
                         e.reason or "-",
                         "; ".join(
-                            f"{ev.at:%Y-%m-%d %H:%M} {ev.get_action_display()} ({ev.actor})"
+                            f"{desk_time(ev.at)} {ev.get_action_display()} ({ev.actor})"
                             for ev in e.events.all()
                         ),
                     )
@@ -214,15 +258,17 @@ class DelistRequestAdmin(BigListAdmin):
         refused = sum(plan.waiting and plan.needs_superuser for plan in plans)
         skipped = len(plans) - approved - refused
         if approved or not (refused or skipped):
-            self.message_user(
-                request, _("Approved %(count)d requests.") % {"count": approved}, messages.SUCCESS
-            )
+            message = ngettext("Approved %(count)d request.", "Approved %(count)d requests.", approved)
+            self.message_user(request, message % {"count": approved}, messages.SUCCESS)
         if refused:
             self.message_user(
                 request,
-                _(
-                    "%(count)d cover a range wider than /%(v4)d (IPv4) or /%(v6)d (IPv6): only a superuser "
-                    "may approve them, so they stay in review."
+                ngettext(
+                    "%(count)d covers a range wider than /%(v4)d (IPv4) or /%(v6)d (IPv6): only a "
+                    "superuser may approve it, so it stays in review.",
+                    "%(count)d cover a range wider than /%(v4)d (IPv4) or /%(v6)d (IPv6): only a "
+                    "superuser may approve them, so they stay in review.",
+                    refused,
                 )
                 % {
                     "count": refused,
@@ -234,7 +280,12 @@ class DelistRequestAdmin(BigListAdmin):
         if skipped:
             self.message_user(
                 request,
-                _("%(count)d were not waiting for review and were left alone.") % {"count": skipped},
+                ngettext(
+                    "%(count)d was not waiting for review and was left alone.",
+                    "%(count)d were not waiting for review and were left alone.",
+                    skipped,
+                )
+                % {"count": skipped},
                 messages.WARNING,
             )
         return None
@@ -245,9 +296,8 @@ class DelistRequestAdmin(BigListAdmin):
         if form.is_valid():
             actor, reason = request.user.get_username(), form.cleaned_data["reason"]
             rejected = sum(services.request_reject(request=r, actor=actor, reason=reason) for r in queryset)
-            self.message_user(
-                request, _("Rejected %(count)d requests.") % {"count": rejected}, messages.SUCCESS
-            )
+            message = ngettext("Rejected %(count)d request.", "Rejected %(count)d requests.", rejected)
+            self.message_user(request, message % {"count": rejected}, messages.SUCCESS)
             return None
         return self._action_page(
             request,
@@ -264,14 +314,18 @@ class DelistRequestAdmin(BigListAdmin):
             actor, reason = request.user.get_username(), form.cleaned_data["reason"]
             selected = list(queryset)
             revoked = sum(services.request_revoke(request=r, actor=actor, reason=reason) for r in selected)
-            self.message_user(
-                request, _("Revoked %(count)d approvals.") % {"count": revoked}, messages.SUCCESS
-            )
+            message = ngettext("Revoked %(count)d approval.", "Revoked %(count)d approvals.", revoked)
+            self.message_user(request, message % {"count": revoked}, messages.SUCCESS)
             if len(selected) > revoked:
+                left = len(selected) - revoked
                 self.message_user(
                     request,
-                    _("%(count)d were not approved or already due, and were left alone.")
-                    % {"count": len(selected) - revoked},
+                    ngettext(
+                        "%(count)d was not approved or already due, and was left alone.",
+                        "%(count)d were not approved or already due, and were left alone.",
+                        left,
+                    )
+                    % {"count": left},
                     messages.WARNING,
                 )
             return None
@@ -322,8 +376,10 @@ admin.site.register(DelistRequest, DelistRequestAdmin)
 class ReviewQueueAdmin(DelistRequestAdmin):
     """Waiting for a reviewer, oldest first."""
 
-    list_display = ["ip", "email", "waiting", "confirmed_at", "why"]
-    list_filter = ["confirmed_at"]
+    list_display = ["ip", "email", "waiting", "confirmed_at_column", "why", "networks"]
+    # No filter sidebar: it would push "why" and the networks off a 1280 px screen, and the
+    # queue is read oldest first anyway.
+    list_filter = []
     actions = ["approve", "reject"]  # nothing here is approved yet, so nothing to revoke
     ordering = ["confirmed_at", "pk"]  # the changelist's ordering wins over get_queryset's
 
@@ -335,15 +391,22 @@ class ReviewQueueAdmin(DelistRequestAdmin):
             .get_queryset(request)
             .filter(state=State.NEEDS_REVIEW)
             .annotate(review_reason=Subquery(why.values("reason")[:1]))
+            # The networks column: one query for the page, not one per row.
+            .prefetch_related("entries")
         )
 
-    @admin.display(description=_("waiting"))
+    @admin.display(description=_("Waiting"))
     def waiting(self, request: DelistRequest) -> str:
         return timesince(request.confirmed_at, timezone.now()) if request.confirmed_at else "-"
 
-    @admin.display(description=_("why in review"))
+    @admin.display(description=_("Why in review"))
     def why(self, request: DelistRequest) -> str:
         return request.review_reason or "-"
+
+    @admin.display(description=_("Covering networks"))
+    def networks(self, request: DelistRequest) -> str:
+        entries = by_width(request.entries.all())
+        return format_html_join(mark_safe("<br>"), "{}", ((network_size(e),) for e in entries)) or "-"
 
 
 class MailStateFilter(admin.SimpleListFilter):
@@ -372,7 +435,19 @@ class MailStateFilter(admin.SimpleListFilter):
 class MailAdmin(ReadOnlyAdmin, BigListAdmin):
     """The outbox, read-only: what is owed, what went out, what was given up on and why."""
 
-    list_display = ["id", "kind", "request", "created_at", "sent_at", "failed_at", "attempts", "last_error"]
+    list_display = [
+        "id",
+        "kind",
+        "request",
+        "created_at_column",
+        "sent_at_column",
+        "failed_at_column",
+        "attempts",
+        "last_error",
+    ]
+    created_at_column = time_column(Mail, "created_at")
+    sent_at_column = time_column(Mail, "sent_at")
+    failed_at_column = time_column(Mail, "failed_at")
     list_filter = [MailStateFilter, "kind"]
     list_select_related = ["request"]
     ordering = ["-created_at"]

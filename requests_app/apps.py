@@ -4,7 +4,8 @@ from django.utils.translation import gettext_lazy as _
 
 class RequestsAppConfig(AppConfig):
     name = "requests_app"
-    verbose_name = _("Delist requests")
+    # Not "Delist requests": the admin's breadcrumbs name the app and then its model.
+    verbose_name = _("Delisting")
 
     def ready(self) -> None:
         from django.db.models.signals import post_migrate

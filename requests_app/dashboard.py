@@ -8,18 +8,20 @@ from datetime import timedelta
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from requests_app.models import DelistRequest, State
 
 DAYS = 30
 # Buckets for the time from confirmation to delisting: (upper bound, label).
 DELAY_BUCKETS = [
-    (timedelta(minutes=15), "< 15 min"),
-    (timedelta(hours=1), "15–60 min"),
-    (timedelta(hours=6), "1–6 h"),
-    (timedelta(hours=24), "6–24 h"),
-    (timedelta(days=3), "1–3 days"),
-    (None, "> 3 days"),
+    (timedelta(minutes=15), gettext_lazy("< 15 min")),
+    (timedelta(hours=1), gettext_lazy("15–60 min")),
+    (timedelta(hours=6), gettext_lazy("1–6 h")),
+    (timedelta(hours=24), gettext_lazy("6–24 h")),
+    (timedelta(days=3), gettext_lazy("1–3 days")),
+    (None, gettext_lazy("> 3 days")),
 ]
 CHART_WIDTH, CHART_HEIGHT = 600, 160
 
@@ -31,10 +33,10 @@ def duration(value: timedelta | None) -> str:
     minutes = int(value.total_seconds() // 60)
     days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
     if days:
-        return f"{days} d {hours} h"
+        return _("%(days)d d %(hours)d h") % {"days": days, "hours": hours}
     if hours:
-        return f"{hours} h {mins} min"
-    return f"{mins} min"
+        return _("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": mins}
+    return _("%(minutes)d min") % {"minutes": mins}
 
 
 def bars(values: list[tuple[str, int]]) -> list[dict]:

@@ -14,10 +14,11 @@ from requests_app.models import DelistRequest, State
 
 LISTS = {
     # url name: queries for the whole page, the session and the user included
-    "admin:blocklist_entry_changelist": 5,
+    # ... the codes in use (the code filter) and the sources in use, each along its index
+    "admin:blocklist_entry_changelist": 6,
     "admin:blocklist_event_changelist": 5,
     "admin:requests_app_delistrequest_changelist": 4,
-    "admin:requests_app_reviewqueue_changelist": 4,
+    "admin:requests_app_reviewqueue_changelist": 5,  # ... every row's networks, in one query
     "admin:requests_app_mail_changelist": 4,
 }
 

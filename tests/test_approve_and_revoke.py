@@ -58,7 +58,7 @@ def test_approving_first_lists_every_network_and_its_size_and_changes_nothing(
     html = page.content.decode()
     assert "37.120.8.0/24" in html and "256" in html
     assert WIDE_RANGE in html and "65,536" in html
-    assert "wide range" in html  # the /16, marked
+    assert "Wide range" in html  # the /16, marked
     assert 'name="confirm"' in html
     request.refresh_from_db()
     assert request.state == State.NEEDS_REVIEW and request.effective_at is None
@@ -94,7 +94,7 @@ def test_a_reviewer_who_is_not_a_superuser_cannot_approve_a_wide_range(reviewer_
     narrow.refresh_from_db()
     assert wide.state == State.NEEDS_REVIEW  # not approved: still waiting for a superuser
     assert narrow.state == State.APPROVED
-    assert any("only a superuser may approve them" in m for m in shown_messages(done))
+    assert any("only a superuser may approve it, so it stays" in m for m in shown_messages(done))
     assert not wide.events.filter(action=Event.Action.APPROVED).exists()
 
 
@@ -160,7 +160,7 @@ def test_a_reviewer_revokes_an_approval_before_it_is_due_and_the_sender_reads_wh
 ):
     due_at = approved.effective_at
     ask = revoke(reviewer_client, [approved], reason=None)
-    assert ask.status_code == 200 and "reason the sender will read" in ask.content.decode()
+    assert ask.status_code == 200 and "Reason the sender will read" in ask.content.decode()
     approved.refresh_from_db()
     assert approved.state == State.APPROVED  # nothing happened yet
 

@@ -1,7 +1,9 @@
-"""English and Swedish: every string a sender reads is marked, and the Swedish catalogue covers it.
+"""English and Swedish: every string a sender or the desk reads is marked, and the Swedish
+catalogue covers it.
 
-The catalogue holds what a sender sees: the pages and mails of requests_app, their form errors
-and the request states (the abuse desk's own admin strings are not in it). To bring it up to date
+The catalogue holds what a sender sees (the pages and mails of requests_app, their form errors
+and the request states) and what the abuse desk reads in the admin beyond Django's own strings
+(our admin modules and templates, the model names and fields they show). To bring it up to date
 after changing such a string:
 
     UPDATE_CATALOGUE=1 ./dev test tests/test_i18n.py   # merges new msgids into locale/sv/.../django.po
@@ -54,11 +56,27 @@ SENDER_FACING = [
     "blocklist/ip.py",  # the IP field's errors
     "blocklist/ip_paste.py",  # ... and those of a pasted bounce
 ]
+# What the desk reads in the admin, Django's own strings aside (its catalogue has those).
+ADMIN_FACING = [
+    "templates/admin",
+    "requests_app/admin.py",
+    "requests_app/apps.py",
+    "requests_app/dashboard.py",
+    "blocklist/admin.py",
+    "blocklist/apps.py",
+    "blocklist/models.py",
+    "webhooks/admin.py",
+    "webhooks/apps.py",
+    "webhooks/forms.py",
+    "webhooks/models.py",
+    "portal_lib/big_lists.py",  # the filters' blank value
+]
 CHECKED_TEMPLATES = [
     "templates/base.html",
     "templates/404.html",
     "templates/requests_app",
     "templates/emails",
+    "templates/admin",
 ]
 HOW_TO_UPDATE = (
     "Run `UPDATE_CATALOGUE=1 ./dev test tests/test_i18n.py` to merge them into "
@@ -128,8 +146,9 @@ def _need_gettext() -> None:
 
 
 def fresh_catalogue(workdir: Path) -> Path:
-    """What makemessages finds today in the sender-facing sources, as a .po with empty msgstr."""
-    for source in SENDER_FACING:
+    """What makemessages finds today in the sender- and desk-facing sources, as a .po with empty
+    msgstr."""
+    for source in SENDER_FACING + ADMIN_FACING:
         target = workdir / source
         target.parent.mkdir(parents=True, exist_ok=True)
         if (ROOT / source).is_dir():
@@ -149,7 +168,7 @@ def fresh_catalogue(workdir: Path) -> Path:
 
 
 def update_catalogue(fresh_po: Path) -> None:
-    """Merges the sender-facing msgids into the committed catalogue: new ones empty, gone ones out."""
+    """Merges the msgids found into the committed catalogue: new ones empty, gone ones out."""
     if not CATALOGUE.exists():
         CATALOGUE.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(fresh_po, CATALOGUE)
@@ -250,6 +269,8 @@ class _VisibleText(HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag in ("script", "style"):
             self._skip += 1
+        if tag == "input" and ("type", "hidden") in attrs:
+            return  # a hidden field's value is for the server (an action's name), never read
         for name, value in attrs:
             if name in VISIBLE_ATTRIBUTES and value and LETTER.search(value.replace(PLACEHOLDER, "")):
                 self.found.append(f'<{tag} {name}="{value}">')

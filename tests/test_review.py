@@ -75,7 +75,7 @@ def test_rejecting_asks_for_a_reason_the_sender_sees(
     requests = [confirmed(), confirmed(ip="37.120.8.10", email="other@mail.example.com")]
     ids = [r.pk for r in requests]
     ask = reviewer_client.post(QUEUE, {"action": "reject", ACTION_CHECKBOX_NAME: ids})
-    assert ask.status_code == 200 and "reason the sender will read" in ask.content.decode()
+    assert ask.status_code == 200 and "Reason the sender will read" in ask.content.decode()
     assert DelistRequest.objects.filter(state=State.NEEDS_REVIEW).count() == 2
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -12,7 +12,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline
+from portal_lib.admin_base import ReadOnlyAdmin, ReadOnlyInline, time_column
 from webhooks import outbox
 from webhooks.forms import EndpointForm
 from webhooks.models import Delivery, Endpoint, Event, EventType
@@ -21,11 +21,12 @@ from webhooks.models import Delivery, Endpoint, Event, EventType
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
     form = EndpointForm
-    list_display = ["name", "url", "active", "event_types", "created_at"]
+    list_display = ["name", "url", "active", "event_types", "created_at_column"]
     list_filter = ["active"]
     search_fields = ["name", "url"]
+    created_at_column = time_column(Endpoint, "created_at")
 
-    @admin.display(description=_("events"))
+    @admin.display(description=_("Events"))
     def event_types(self, endpoint: Endpoint) -> str:
         labels = dict(EventType.choices)
         return ", ".join(str(labels.get(t, t)) for t in endpoint.events) or "-"
@@ -37,18 +38,20 @@ class EndpointAdmin(admin.ModelAdmin):
 
 class DeliveryInline(ReadOnlyInline):
     model = Delivery
-    fields = ["endpoint", "status", "attempts", "last_status_code", "last_error", "delivered_at"]
+    fields = ["endpoint", "status", "attempts", "last_status_code", "last_error", "delivered_at_column"]
+    delivered_at_column = time_column(Delivery, "delivered_at")
 
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
-    list_display = ["at", "type", "uid"]
+    list_display = ["at_column", "type", "uid"]
     list_filter = ["type"]
-    fields = ["uid", "type", "at", "body"]
+    fields = ["uid", "type", "at_column", "body"]
     readonly_fields = fields
     inlines = [DeliveryInline]
+    at_column = time_column(Event, "at")
 
-    @admin.display(description=_("payload"))
+    @admin.display(description=_("Payload"))
     def body(self, event: Event) -> str:
         return format_html("<pre>{}</pre>", json.dumps(event.payload(), indent=2, ensure_ascii=False))
 
@@ -65,21 +68,25 @@ class DeliveryAdmin(ReadOnlyAdmin):
         "attempts",
         "last_status_code",
         "error",
-        "created_at",
-        "last_attempt_at",
-        "due_at",
-        "delivered_at",
+        "created_at_column",
+        "last_attempt_at_column",
+        "due_at_column",
+        "delivered_at_column",
     ]
     list_filter = ["status", "endpoint", "event__type"]
     list_select_related = ["event", "endpoint"]
     show_full_result_count = False
     actions = ["retry_now"]
+    created_at_column = time_column(Delivery, "created_at")
+    last_attempt_at_column = time_column(Delivery, "last_attempt_at")
+    due_at_column = time_column(Delivery, "due_at")
+    delivered_at_column = time_column(Delivery, "delivered_at")
 
-    @admin.display(description=_("event"), ordering="event__type")
+    @admin.display(description=_("Event"), ordering="event__type")
     def event_type(self, delivery: Delivery) -> str:
         return delivery.event.get_type_display()
 
-    @admin.display(description=_("last error"))
+    @admin.display(description=_("Last error"))
     def error(self, delivery: Delivery) -> str:
         return Truncator(delivery.last_error).chars(80) or "-"
 

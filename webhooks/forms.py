@@ -18,7 +18,7 @@ class EndpointForm(forms.ModelForm):
         assume_scheme="https",
     )
     events = forms.MultipleChoiceField(
-        label=_("events"), choices=EventType.choices, widget=forms.CheckboxSelectMultiple
+        label=_("Events"), choices=EventType.choices, widget=forms.CheckboxSelectMultiple
     )
 
     class Meta:
