@@ -43,7 +43,7 @@ def mail_limits_check(*, mailbox: str, domain: str, now: datetime) -> None:
     Call first in the transaction that creates the mail: the locks it takes until the commit
     make the count and the insert after it one step, and order concurrent submissions for one
     mailbox (whose supersede steps would otherwise lock each other's rows in opposite orders).
-    Submissions for other mailbox and domains go on beside them.
+    Submissions for other mailboxes and domains go on beside them.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -81,7 +81,9 @@ def mail_ceiling_reserve(*, now: datetime) -> CeilingSlot:
     rather than for a whole submission and its commit; that commit does not wait for the disk
     either (a crash of PostgreSQL itself in that instant forgets a count, never a request). A
     submission that fails after this hands the slot back with mail_ceiling_release. The window
-    is fixed (the clock's hours for N/h): at its turn a new one starts empty.
+    is fixed (the clock's hours for N/h): at its turn a new one starts empty. Call it outside
+    any transaction (views run in autocommit): inside one, the count and its lock would last as
+    long as that transaction, and so would the commit that does not wait for the disk.
     """
     limit, period = parse_rate(settings.DELIST_MAIL_RATE)
     starts_at = datetime.fromtimestamp(now.timestamp() // period * period, tz=UTC)
