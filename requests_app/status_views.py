@@ -93,23 +93,23 @@ def status_resend(request: HttpRequest, key: str) -> HttpResponse:
     return _after(delist_request, "resent")
 
 
+def _act(request: HttpRequest, key: str, action, done: str) -> HttpResponse:
+    """Run a sender's action on the request; back to its page, saying what was done or why not."""
+    delist_request = _request_for(key)
+    try:
+        action(request=delist_request)
+    except ActionRefused as refusal:
+        return _page(request, _request_for(key), refusal=refusal)
+    return _after(delist_request, done)
+
+
 @never_cache
 @require_POST
 def status_cancel(request: HttpRequest, key: str) -> HttpResponse:
-    delist_request = _request_for(key)
-    try:
-        sender_services.request_cancel(request=delist_request)
-    except ActionRefused as refusal:
-        return _page(request, _request_for(key), refusal=refusal)
-    return _after(delist_request, "cancelled")
+    return _act(request, key, sender_services.request_cancel, "cancelled")
 
 
 @never_cache
 @require_POST
 def status_withdraw(request: HttpRequest, key: str) -> HttpResponse:
-    delist_request = _request_for(key)
-    try:
-        sender_services.request_withdraw(request=delist_request)
-    except ActionRefused as refusal:
-        return _page(request, _request_for(key), refusal=refusal)
-    return _after(delist_request, "withdrawn")
+    return _act(request, key, sender_services.request_withdraw, "withdrawn")
