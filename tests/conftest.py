@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import socket
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import time_machine
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 from django.core import mail
@@ -33,6 +35,15 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def one_instant():
+    """The clock stands still for the test. Per-client limits count in django-ratelimit's fixed
+    windows, whose edge falls somewhere in each period: two requests a few milliseconds apart
+    could straddle it at any hour, and the second would be counted afresh."""
+    with time_machine.travel(datetime(2026, 3, 2, 12, 0, tzinfo=UTC), tick=False):
+        yield
 
 
 @pytest.fixture

@@ -129,7 +129,7 @@ def test_an_api_key_downloads_the_exports_too(client, listed, settings):
     assert "5.61.14.7/32" in b"".join(response.streaming_content).decode()
 
 
-def test_each_key_has_its_own_rate_limit_with_retry_after(client, db, settings):
+def test_each_key_has_its_own_rate_limit_with_retry_after(one_instant, client, db, settings):
     settings.DELIST_API_KEY_RATE = "2/m"
     settings.DELIST_API_RATE = "1/m"  # per address: keyed calls do not count against it
     _one, first = api_key_create(name="one", scope="read")
@@ -143,7 +143,7 @@ def test_each_key_has_its_own_rate_limit_with_retry_after(client, db, settings):
     assert client.get(CHANGES, headers=bearer(second)).status_code == 200
 
 
-def test_calls_without_a_valid_key_count_against_the_client_address(client, db, settings):
+def test_calls_without_a_valid_key_count_against_the_client_address(one_instant, client, db, settings):
     settings.DELIST_API_RATE = "2/m"
     assert client.get(CHANGES, headers=bearer("dlk_guess1")).status_code == 401
     assert client.get(CHANGES, headers=bearer("dlk_guess2")).status_code == 401

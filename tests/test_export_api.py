@@ -100,7 +100,7 @@ def test_head_answers_without_a_body(client, listed, export_on):
     assert response.content == b""
 
 
-def test_it_is_rate_limited(client, listed, export_on, settings):
+def test_it_is_rate_limited(one_instant, client, listed, export_on, settings):
     settings.DELIST_API_RATE = "2/m"
     assert get(client, "plain").status_code == 200
     assert get(client, "plain").status_code == 200

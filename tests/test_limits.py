@@ -25,6 +25,12 @@ def confirmations() -> int:
     return Mail.objects.filter(kind=Mail.Kind.CONFIRMATION).count()
 
 
+@pytest.fixture(autouse=True)
+def _frozen(one_instant):
+    """Every test here counts requests against limits: at one instant (tests that need the clock
+    to move travel on from it)."""
+
+
 @pytest.fixture
 def roomy(settings):
     """Every limit out of the way but the one a test sets."""

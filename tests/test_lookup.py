@@ -157,7 +157,7 @@ def test_the_etag_changes_when_the_answer_does(client, listed):
     assert response["ETag"] != etag
 
 
-def test_the_api_limit_fails_open_when_the_cache_is_away(client, listed, settings, caplog):
+def test_the_api_limit_fails_open_when_the_cache_is_away(one_instant, client, listed, settings, caplog):
     settings.DELIST_API_RATE = "1/m"
     settings.CACHES = {
         "default": {

@@ -62,7 +62,7 @@ def test_the_script_survives_a_server_that_forgot_it(own_redis):
     assert cache.incr("counter") == 3
 
 
-def test_a_client_limit_counts_through_it(own_redis):
+def test_a_client_limit_counts_through_it(one_instant, own_redis):
     backend = {"default": {"BACKEND": "portal_lib.redis_cache.RedisCache", "LOCATION": own_redis.url}}
     with override_settings(CACHES=backend):
         caches["default"].clear()

@@ -105,7 +105,7 @@ def test_a_submission_for_another_ip_leaves_the_first_pending(
 
 
 def test_submissions_are_rate_limited_per_client(
-    client, listed, settings, django_capture_on_commit_callbacks
+    one_instant, client, listed, settings, django_capture_on_commit_callbacks
 ):
     settings.DELIST_SUBMIT_RATE = "2/h"
     with django_capture_on_commit_callbacks(execute=True):
