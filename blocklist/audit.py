@@ -47,6 +47,12 @@ def record(
     )
 
 
+def event(action: str, *, actor: str, at: datetime, reason: str = "") -> Event:
+    """An event about a request, not yet written: for a writer that inserts its rows itself in
+    one statement (requests_app.submission_sql), where record() would be a round trip of its own."""
+    return Event(action=action, actor=actor, reason=reason, at=at)
+
+
 def record_entries(
     action: str, entry_ids: Iterable[int], *, actor: str, reason: str = "", at=None, request=None
 ) -> None:

@@ -157,6 +157,10 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Web and worker see one cache: a queued wake-up of the worker stands for the next ones
+# (portal_lib.queueing).
+CACHE_SHARED = bool(REDIS_URL)
+if not CACHE_SHARED:
     # One process on the embedded default: a per-process counter is what we have.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 

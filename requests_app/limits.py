@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F, QuerySet
 
 from portal_lib.rates import parse_rate
@@ -24,7 +24,7 @@ from requests_app.models import Mail, MailWindow
 
 # Advisory lock classes (PostgreSQL's two-key form): one lock per mailbox, then one per
 # recipient domain, always in that order, so two submissions cannot wait on each other.
-_MAILBOX_LOCKS, _DOMAIN_LOCKS = 0x6D62, 0x646D
+MAILBOX_LOCKS, DOMAIN_LOCKS = 0x6D62, 0x646D
 
 
 class MailLimitReached(Exception):
@@ -50,7 +50,7 @@ def mail_limits_check(*, mailbox: str, domain: str, now: datetime) -> None:
             # One round trip; PostgreSQL evaluates the select list in order.
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s)), pg_advisory_xact_lock(%s, hashtext(%s))",
-                [_MAILBOX_LOCKS, mailbox, _DOMAIN_LOCKS, domain],
+                [MAILBOX_LOCKS, mailbox, DOMAIN_LOCKS, domain],
             )
     # (SQLite: the IMMEDIATE transaction already holds the database's write lock.)
     confirmations = Mail.objects.filter(kind=Mail.Kind.CONFIRMATION)
@@ -93,9 +93,10 @@ def mail_ceiling_reserve(*, now: datetime) -> CeilingSlot:
         f"ON CONFLICT (period, starts_at) DO UPDATE SET sent = {table}.sent + 1 "
         f"WHERE {table}.sent < %s RETURNING sent"
     )
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            upsert = f"SET LOCAL synchronous_commit TO OFF; {upsert}"
+    if connection.vendor == "postgresql":
+        # One message, so one transaction of its own in autocommit: one round trip.
+        upsert = f"SET LOCAL synchronous_commit TO OFF; {upsert}"
+    with connection.cursor() as cursor:
         # As the ORM writes the column (SQLite keeps naive UTC text), so release() finds the row.
         cursor.execute(upsert, [period, connection.ops.adapt_datetimefield_value(starts_at), limit])
         counted = cursor.fetchone()
@@ -133,4 +134,9 @@ def _retry_after(mails: QuerySet, *, rate: str, now: datetime) -> int:
     blocking = recent.values_list("created_at", flat=True)[limit - 1 : limit]
     if not blocking:
         return 0
-    return max(1, math.ceil((blocking[0] + window - now).total_seconds()))
+    return seconds_until(blocking[0] + window, now=now)
+
+
+def seconds_until(at: datetime, *, now: datetime) -> int:
+    """A Retry-After: whole seconds from now until `at`, at least 1."""
+    return max(1, math.ceil((at - now).total_seconds()))

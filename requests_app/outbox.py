@@ -20,7 +20,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from portal_lib.queueing import enqueue_after_commit
+from portal_lib.queueing import wake_after_commit
 from requests_app import emails
 from requests_app.models import DelistRequest, Mail, State
 from requests_app.tokens import confirmation_secret, hash_token, link_token, new_nonce
@@ -33,6 +33,7 @@ MAIL_LEASE = timedelta(seconds=90)
 MAIL_RETRY_FIRST = timedelta(seconds=30)
 MAIL_RETRY_MAX = timedelta(hours=1)
 BATCH = 100
+SEND_DUE = "requests_app.mails_send_due"  # the task that sends what is owed (tasks.py)
 # The owed-mail condition of mail_unsent_idx, as the claim's raw SQL writes it.
 UNSENT_SQL = "sent_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL"
 
@@ -44,7 +45,7 @@ def owe(request: DelistRequest, kind: str) -> Mail:
     late for a due delisting still sends its mail at once.
     """
     mail = Mail.objects.create(request=request, kind=kind)
-    enqueue_after_commit("requests_app.mail_send", mail.pk, what=f"mail {mail.pk}")
+    queue_send(mail)
     return mail
 
 
@@ -62,15 +63,27 @@ def owe_confirmation(request: DelistRequest, *, nonce: str | None = None) -> Mai
     if nonce is None:
         nonce, token_hash = confirmation_nonce()
         DelistRequest.objects.filter(pk=request.pk).update(token_hash=token_hash)
-    mail = Mail.objects.create(
-        request=request,
+    mail = confirmation_for(request, nonce=nonce)
+    mail.save(force_insert=True)
+    queue_send(mail)
+    return mail
+
+
+def confirmation_for(request: DelistRequest, *, nonce: str) -> Mail:
+    """The confirmation mail for a request, not yet written (a submission writes its own rows)."""
+    return Mail(
+        request=request if request.pk else None,
         kind=Mail.Kind.CONFIRMATION,
         token_nonce=nonce,
         mailbox=request.mailbox,
         email_domain=request.email_domain,
     )
-    enqueue_after_commit("requests_app.mail_send", mail.pk, what=f"mail {mail.pk}")
-    return mail
+
+
+def queue_send(mail: Mail) -> None:
+    """Wake the worker's mail sender for a written mail once the surrounding transaction
+    commits: after a burst, one wake-up and one SMTP connection serve a whole batch."""
+    wake_after_commit(SEND_DUE, what=f"mail {mail.pk}")
 
 
 # The mails that report a change of state, by kind.
@@ -87,7 +100,7 @@ def owe_many(request_ids: list[int], kind: str) -> None:
     one wake-up of the mail sweep for all of them once the transaction commits."""
     Mail.objects.bulk_create([Mail(request_id=pk, kind=kind) for pk in request_ids], batch_size=1000)
     if request_ids:
-        enqueue_after_commit("requests_app.mails_send_due", what=f"{len(request_ids)} {kind} mail(s)")
+        wake_after_commit(SEND_DUE, what=f"{len(request_ids)} {kind} mail(s)")
 
 
 def _unsent():

@@ -22,10 +22,10 @@ from blocklist import audit
 from blocklist.exports import exports_refresh_if_changed
 from blocklist.import_jobs import import_jobs_resume
 from blocklist.ip import IPAddress
-from blocklist.services import entries_covering, entries_delist_for_requests, entries_expire, lookup
+from blocklist.services import entries_delist_for_requests, entries_expire, lookup
 from monitoring.heartbeats import SWEEP, heartbeat_record
 from portal_lib.queueing import enqueue
-from requests_app import limits, mailboxes, outbox, policy, propagation
+from requests_app import limits, mailboxes, outbox, policy, propagation, submission_sql
 from requests_app.models import DelistRequest, ExpiryReason, Mail, State
 from requests_app.retention import requests_erase_personal_data
 from requests_app.tokens import hash_token, looks_like_key, split_link_token
@@ -62,45 +62,66 @@ def request_submit(
 
     Raises MailLimitReached when the mail limits leave no room: nothing is created then.
     """
-    if not entries_covering(ip).exists():
+    if not lookup(ip):
         return None
     now = timezone.now()
     recipient = mailboxes.mailbox(email)
     domain = mailboxes.recipient_domain(email)
+    nonce, token_hash = outbox.confirmation_nonce()
+    request = DelistRequest(
+        token_hash=token_hash,
+        email=email,
+        mailbox=recipient,
+        email_domain=domain,
+        ip=str(ip),
+        language=language,
+        client_ip=client_ip,
+        created_at=now,
+    )
     slot = limits.mail_ceiling_reserve(now=now)
     try:
-        with transaction.atomic():
-            # First: the mailbox's lock also orders concurrent submissions for it, whose supersede
-            # steps would otherwise lock each other's rows in opposite orders (deadlock).
-            limits.mail_limits_check(mailbox=recipient, domain=domain, now=now)
-            nonce, token_hash = outbox.confirmation_nonce()
-            request = DelistRequest.objects.create(
-                token_hash=token_hash,
-                email=email,
-                mailbox=recipient,
-                email_domain=domain,
-                ip=str(ip),
-                language=language,
-                client_ip=client_ip,
-                created_at=now,
-            )
-            audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
-            _supersede_pending(mailbox=recipient, ip=str(ip), by=request, now=now)
-            outbox.owe_confirmation(request, nonce=nonce)
+        if connection.vendor == "postgresql":
+            superseded = _submit_in_one_trip(request, nonce=nonce, now=now)
+        else:
+            superseded = _submit(request, nonce=nonce, now=now)
     except BaseException:
         limits.mail_ceiling_release(slot)
         raise
     logger.info(
         "request %s submitted for %s", request.pk, request.ip, extra=_fields(request.pk, State.PENDING)
     )
+    if superseded:
+        logger.info("request %s superseded %s", request.pk, superseded)
     return request
 
 
-def _supersede_pending(*, mailbox: str, ip: str, by: DelistRequest, now: datetime) -> None:
+def _submit(request: DelistRequest, *, nonce: str, now: datetime) -> list[int]:
+    """request_submit's writes through the ORM; the ids of the requests it superseded."""
+    with transaction.atomic():
+        # First: the mailbox's lock also orders concurrent submissions for it, whose supersede
+        # steps would otherwise lock each other's rows in opposite orders (deadlock).
+        limits.mail_limits_check(mailbox=request.mailbox, domain=request.email_domain, now=now)
+        request.save(force_insert=True)
+        audit.record(audit.Action.SUBMITTED, actor=audit.SENDER, request=request, at=now)
+        superseded = _supersede_pending(mailbox=request.mailbox, ip=request.ip, by=request, now=now)
+        outbox.owe_confirmation(request, nonce=nonce)
+    return superseded
+
+
+def _submit_in_one_trip(request: DelistRequest, *, nonce: str, now: datetime) -> list[int]:
+    """The same writes as _submit, as one message to PostgreSQL (submission_sql)."""
+    mail = outbox.confirmation_for(request, nonce=nonce)
+    event = audit.event(audit.Action.SUBMITTED, actor=audit.SENDER, at=now)
+    submitted = submission_sql.submit(request=request, mail=mail, event=event, now=now)
+    outbox.queue_send(mail)
+    return submitted.superseded
+
+
+def _supersede_pending(*, mailbox: str, ip: str, by: DelistRequest, now: datetime) -> list[int]:
     older = DelistRequest.objects.filter(mailbox=mailbox, ip=ip, state=State.PENDING).exclude(pk=by.pk)
     ids = list(older.values_list("pk", flat=True))
     if not ids:
-        return
+        return []
     DelistRequest.objects.filter(pk__in=ids, state=State.PENDING).update(
         state=State.SUPERSEDED, superseded_by=by, closed_at=now, token_expires_at=None, token_hash=None
     )
@@ -111,7 +132,7 @@ def _supersede_pending(*, mailbox: str, ip: str, by: DelistRequest, now: datetim
         audit.record(
             audit.Action.SUPERSEDED, actor=audit.SENDER, request_id=pk, reason=f"by request #{by.pk}", at=now
         )
-    logger.info("request %s superseded %s", by.pk, ids)
+    return ids
 
 
 # --- confirming -------------------------------------------------------------------

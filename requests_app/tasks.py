@@ -7,6 +7,7 @@ only means the next sweep does the work.
 from celery import shared_task
 from django.core.management import call_command
 
+from portal_lib.queueing import woken
 from requests_app import outbox, propagation, services
 
 
@@ -15,13 +16,15 @@ def sweep() -> str:
     return str(services.sweep())
 
 
+# No longer queued (mail wakes mails_send_due): kept for messages queued before an upgrade.
 @shared_task(name="requests_app.mail_send", ignore_result=True)
 def mail_send(mail_id: int) -> bool:
     return outbox.mail_send(mail_id=mail_id)
 
 
-@shared_task(name="requests_app.mails_send_due", ignore_result=True)
+@shared_task(name=outbox.SEND_DUE, ignore_result=True)
 def mails_send_due() -> int:
+    woken(outbox.SEND_DUE)  # before looking: a mail owed from now on queues another wake-up
     return outbox.mails_send_due()
 
 
