@@ -406,6 +406,8 @@ def gunicorn_sizing(env: dict[str, str]) -> str:
 
     saved = os.environ.copy()
     os.environ.update(env)
+    if str(ROOT) not in sys.path:  # the file imports the portal's modules, as gunicorn does from ROOT
+        sys.path.insert(0, str(ROOT))
     try:
         conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     finally:

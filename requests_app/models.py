@@ -82,10 +82,10 @@ class DelistRequest(models.Model):
         permissions = [("review_delistrequest", _("Can approve and reject delist requests"))]
         indexes = [
             models.Index(fields=["state", "effective_at"], name="request_due_idx"),
-            models.Index(fields=["email", "ip", "state"], name="request_sender_idx"),
             models.Index(fields=["ip", "decided_at"], name="request_ip_decided_idx"),
-            models.Index(fields=["mailbox", "created_at"], name="request_mailbox_idx"),
-            models.Index(fields=["email_domain", "created_at"], name="request_domain_idx"),
+            # A submission supersedes the mailbox's pending request for the IP. Only what is
+            # pending: on a full index of the mailbox the planner went by state, every pending row.
+            models.Index(fields=["mailbox", "ip"], name="request_pending_idx", condition=Q(state="pending")),
             # The admin's lists at a million rows: newest first (Django adds -id), by state,
             # and the review queue, oldest confirmation first.
             models.Index(fields=["created_at", "id"], name="request_created_idx"),
@@ -148,8 +148,6 @@ class Mail(models.Model):
         verbose_name_plural = _("mails")
         ordering = ["created_at"]
         indexes = [
-            # The portal-wide mail ceiling counts recent confirmation mails.
-            models.Index(fields=["kind", "created_at"], name="mail_kind_created_idx"),
             models.Index(fields=["created_at", "id"], name="mail_created_idx"),  # the outbox's admin list
             models.Index(
                 fields=["mailbox", "created_at"], name="mail_mailbox_idx", condition=Q(kind="confirmation")

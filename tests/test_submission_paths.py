@@ -12,7 +12,7 @@ import pytest
 import redis
 import time_machine
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.urls import reverse
 
 from blocklist.ip import parse_ip
@@ -114,11 +114,23 @@ def test_both_ways_refuse_a_full_limit_alike_and_write_nothing(listed, settings,
 
 @postgres_only
 def test_a_submission_costs_three_round_trips(listed, django_assert_num_queries):
+    services.request_submit(email="first@mail.example.com", ip=parse_ip(LISTED_IP))  # prepares, once
     # The lookup, the portal ceiling's own transaction, and the message that writes it all.
     with django_assert_num_queries(3):
         services.request_submit(email=SENDER, ip=parse_ip(LISTED_IP))
     with django_assert_num_queries(3):  # superseding the first costs nothing more
         services.request_submit(email=SENDER, ip=parse_ip(LISTED_IP))
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_prepares_its_statement_again_when_the_session_lost_it(listed):
+    services.request_submit(email=SENDER, ip=parse_ip(LISTED_IP))
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # as a connection pooler resets a session
+    second = services.request_submit(email="abuse@mail.example.com", ip=parse_ip(LISTED_IP))
+    assert DelistRequest.objects.filter(pk=second.pk, state="pending").exists()
+    assert Mail.objects.filter(request=second).count() == 1
 
 
 @pytest.fixture
