@@ -43,15 +43,17 @@ def wake_after_commit(task_name: str, *, what: str) -> None:
 def wake(task_name: str, *, what: str) -> bool:
     if not settings.CACHE_SHARED:  # the worker could not take the mark away: queue every time
         return enqueue(task_name, what=what)
-    key = _waiting(task_name)
+    marked = False
     try:
-        if not cache.add(key, 1, timeout=WAKE_STANDS_FOR):
+        if not cache.add(_waiting(task_name), 1, timeout=WAKE_STANDS_FOR):
             return True  # one is waiting in the queue
+        marked = True
     except (RedisError, OSError):
         pass  # the queue is on the same Redis: enqueue says what happened
     if enqueue(task_name, what=what, expires=WAKE_STANDS_FOR):
         return True
-    woken(task_name)  # nothing is waiting after all
+    if marked:
+        woken(task_name)  # nothing is waiting after all
     return False
 
 
