@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
 from django.db.models import Model
 from psycopg2 import errorcodes
 
@@ -96,8 +96,10 @@ def _execute(cursor, params: dict) -> None:
 
 def _values(prefix: str, instance: Model) -> dict:
     """The new row's values as save() would write them, under names `prefix_column`."""
+    # The connection itself, not the proxy that looks it up again for every attribute asked.
+    db = connections[connection.alias]
     return {
-        f"{prefix}_{field.column}": field.get_db_prep_save(field.pre_save(instance, True), connection)
+        f"{prefix}_{field.column}": field.get_db_prep_save(field.pre_save(instance, True), db)
         for field in _columns(type(instance))
     }
 
