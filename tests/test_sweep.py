@@ -106,19 +106,8 @@ def test_the_management_command_runs_one_sweep(approved, mailoutbox, capsys):
     assert "has been removed" in mailoutbox[-1].subject  # sent by the sweep itself: nothing queued
 
 
-@pytest.mark.django_db(transaction=True)
-def test_two_concurrent_sweeps_apply_each_request_once(listing, settings):
-    if connection.vendor != "postgresql":
-        pytest.skip("row locking needs PostgreSQL; SQLite serialises writers anyway")
-    settings.DELIST_PROPAGATION_DELAY = 0
-    count = 40
-    for i in range(count):
-        ip = f"81.2.70.{i + 1}"
-        listing(ip)
-        request = DelistRequest.objects.create(email=SENDER, ip=ip, state=State.NEEDS_REVIEW)
-        request.entries.set(entries_covering(parse_ip(ip)))
-        services.request_approve(request=request, actor="alice")
-
+def two_sweeps_at_once(*, timeout: float) -> list[int]:
+    """What each of two threads' delistings_apply_due() applied, started together."""
     applied = []
     barrier = threading.Barrier(2)
 
@@ -133,7 +122,24 @@ def test_two_concurrent_sweeps_apply_each_request_once(listing, settings):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=timeout)
+    return applied
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_sweeps_apply_each_request_once(listing, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locking needs PostgreSQL; SQLite serialises writers anyway")
+    settings.DELIST_PROPAGATION_DELAY = 0
+    count = 40
+    for i in range(count):
+        ip = f"81.2.70.{i + 1}"
+        listing(ip)
+        request = DelistRequest.objects.create(email=SENDER, ip=ip, state=State.NEEDS_REVIEW)
+        request.entries.set(entries_covering(parse_ip(ip)))
+        services.request_approve(request=request, actor="alice")
+
+    applied = two_sweeps_at_once(timeout=60)
     assert sum(applied) == count
     assert DelistRequest.objects.filter(state=State.COMPLETED).count() == count
     assert Mail.objects.filter(kind=Mail.Kind.COMPLETED).count() == count  # one mail each, never two
@@ -226,21 +232,7 @@ def test_two_sweeps_at_once_apply_a_thousand_requests_each_exactly_once(listing,
     # Two full batches (BATCH is 500), racing for the same rows and for one entry they all cover.
     shared = listing("81.2.0.0/16")
     requests = due_requests(2 * services.BATCH, shared=shared)
-    applied = []
-    barrier = threading.Barrier(2)
-
-    def worker():
-        try:
-            barrier.wait()
-            applied.append(services.delistings_apply_due())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    applied = two_sweeps_at_once(timeout=120)
     assert len(applied) == 2 and sum(applied) == len(requests)
     assert_applied_once(requests)
     assert shared.events.filter(action=Event.Action.DELISTED).count() == 1
