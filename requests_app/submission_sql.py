@@ -4,7 +4,7 @@ confirmation mail, sent as two statements in one message.
 
 The same steps as request_submit's portable path (services.py), which SQLite takes, and the same
 rows: each is made from a model instance, so columns and defaults stay the model's. Through the
-ORM those steps cost a dozen round trips and about three times the database's work in Python
+ORM those steps cost a dozen round trips, three times the Python and twice PostgreSQL's work
 (docs/benchmarks.md, "Submissions").
 
 The locks are a statement of their own because a statement sees the database as it was when it
