@@ -31,7 +31,6 @@ import os
 import random
 import re
 import resource
-import runpy
 import secrets
 import signal
 import subprocess
@@ -420,11 +419,7 @@ def main() -> None:
         PORTAL_BASE_URL=f"http://{HOST}:{port}",
         **RATES,
     )
-    # What gunicorn.conf.py makes of this environment, to say which sizing was measured. It
-    # imports the portal's modules, as gunicorn does from ROOT.
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    gunicorn = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    gunicorn = lookup.gunicorn_conf(env)
     print(
         f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start (shared: "
         f"other work shows as 'everything else' below); gunicorn: {gunicorn['workers']} workers × "

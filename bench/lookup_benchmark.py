@@ -401,7 +401,8 @@ class Gunicorn:
                 self.process.wait(timeout=10)
 
 
-def gunicorn_sizing(env: dict[str, str]) -> str:
+def gunicorn_conf(env: dict[str, str]) -> dict:
+    """What gunicorn.conf.py makes of this environment: the sizing that was measured."""
     import runpy
 
     saved = os.environ.copy()
@@ -409,10 +410,14 @@ def gunicorn_sizing(env: dict[str, str]) -> str:
     if str(ROOT) not in sys.path:  # the file imports the portal's modules, as gunicorn does from ROOT
         sys.path.insert(0, str(ROOT))
     try:
-        conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+        return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def gunicorn_sizing(env: dict[str, str]) -> str:
+    conf = gunicorn_conf(env)
     return f"{conf['workers']} workers x {conf['threads']} threads"
 
 
