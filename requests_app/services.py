@@ -112,9 +112,9 @@ def _submit_in_one_trip(request: DelistRequest, *, nonce: str, now: datetime) ->
     """The same writes as _submit, as one message to PostgreSQL (submission_sql)."""
     mail = outbox.confirmation_for(request, nonce=nonce)
     event = audit.event(audit.Action.SUBMITTED, actor=audit.SENDER, at=now)
-    submitted = submission_sql.submit(request=request, mail=mail, event=event, now=now)
+    superseded = submission_sql.submit(request=request, mail=mail, event=event, now=now)
     outbox.queue_send(mail)
-    return submitted.superseded
+    return superseded
 
 
 def _supersede_pending(*, mailbox: str, ip: str, by: DelistRequest, now: datetime) -> list[int]:

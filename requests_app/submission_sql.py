@@ -32,19 +32,10 @@ from requests_app import limits
 from requests_app.models import DelistRequest, Mail, State
 
 
-@dataclass(frozen=True)
-class Submitted:
-    """What the statement made: the request's and the mail's ids, and the requests it superseded."""
-
-    request_id: int
-    mail_id: int
-    superseded: list[int]
-
-
-def submit(*, request: DelistRequest, mail: Mail, event: Event, now: datetime) -> Submitted:
+def submit(*, request: DelistRequest, mail: Mail, event: Event, now: datetime) -> list[int]:
     """Write the new (unsaved) request, its `submitted` event and its confirmation mail, unless a
     mail limit is full (MailLimitReached, nothing written); supersede the mailbox's older pending
-    requests for the IP. The instances get their ids."""
+    requests for the IP, whose ids it returns. The request and the mail get their ids."""
     params = {
         **_values("r", request),
         **_values("e", event),
@@ -69,8 +60,8 @@ def submit(*, request: DelistRequest, mail: Mail, event: Event, now: datetime) -
     for instance, pk in ((request, request_id), (mail, mail_id)):
         instance.pk = pk
         instance._state.adding, instance._state.db = False, connection.alias
-    mail.request = event.request = request
-    return Submitted(request_id, mail_id, superseded or [])
+    mail.request = request
+    return superseded or []
 
 
 def _execute(cursor, params: dict) -> None:
