@@ -18,6 +18,7 @@ from django.urls import reverse
 
 from blocklist.ip import parse_network
 from blocklist.services import entry_list
+from delist_portal.celery import app as celery_app
 from requests_app.models import DelistRequest
 
 # Public addresses (the portal refuses documentation and private ranges).
@@ -147,3 +148,17 @@ def smtp_inbox():
     controller.start()
     yield inbox
     controller.stop()
+
+
+@pytest.fixture
+def broker_down():
+    """Points Celery at a Redis port where nothing listens, with eager mode off."""
+    conf = celery_app.conf
+    saved = conf.broker_url, conf.task_always_eager
+    conf.broker_url, conf.task_always_eager = f"redis://127.0.0.1:{free_port()}/0", False
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    yield
+    conf.broker_url, conf.task_always_eager = saved
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None

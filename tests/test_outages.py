@@ -4,11 +4,9 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import time_machine
 from django.urls import reverse
 
-from delist_portal.celery import app as celery_app
 from requests_app import outbox, services
 from requests_app.models import DelistRequest, Mail, State
 from tests.conftest import LISTED_IP, SENDER, Inbox, free_port, press_delist_button
@@ -19,20 +17,6 @@ def text_part(message) -> str:
         if part.get_content_type() == "text/plain":
             return part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
     raise AssertionError("no text part")
-
-
-@pytest.fixture
-def broker_down():
-    """Points Celery at a Redis port where nothing listens, with eager mode off."""
-    conf = celery_app.conf
-    saved = conf.broker_url, conf.task_always_eager
-    conf.broker_url, conf.task_always_eager = f"redis://127.0.0.1:{free_port()}/0", False
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-    yield
-    conf.broker_url, conf.task_always_eager = saved
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
 
 
 def use_smtp(settings, port: int) -> None:

@@ -183,3 +183,17 @@ def test_without_a_shared_cache_every_mail_wakes_the_sender(
         with django_capture_on_commit_callbacks(execute=True):
             client.post(reverse("requests:submit"), {"email": f"s{n}@mx{n}.example.net", "ip": LISTED_IP})
         assert len(mailoutbox) == n + 1  # sent by the eager wake-up of its own submission
+
+
+def test_a_wake_up_that_could_not_be_queued_stands_for_nothing(
+    one_instant, client, listed, settings, broker_down, caplog, django_capture_on_commit_callbacks
+):
+    if not settings.CACHE_SHARED:
+        pytest.skip("wake-ups stand for each other only where web and worker share a Redis cache")
+    settings.DELIST_SUBMIT_RATE = "100/h"
+    for n in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(reverse("requests:submit"), {"email": f"s{n}@mx{n}.example.net", "ip": LISTED_IP})
+    # Each tried the broker itself: the first one's failure left no mark to stand for the second.
+    refused = [r for r in caplog.records if r.getMessage().startswith("could not queue mail")]
+    assert len(refused) == 2
