@@ -113,7 +113,7 @@ def test_both_ways_refuse_a_full_limit_alike_and_write_nothing(listed, settings,
 
 
 @postgres_only
-def test_a_submission_costs_three_round_trips(listed, django_assert_num_queries):
+def test_a_submission_costs_three_round_trips(one_instant, listed, django_assert_num_queries):
     services.request_submit(email="first@mail.example.com", ip=parse_ip(LISTED_IP))  # prepares, once
     # The lookup, the portal ceiling's own transaction, and the message that writes it all.
     with django_assert_num_queries(3):
@@ -124,7 +124,7 @@ def test_a_submission_costs_three_round_trips(listed, django_assert_num_queries)
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_a_submission_prepares_its_statement_again_when_the_session_lost_it(listed):
+def test_a_submission_prepares_its_statement_again_when_the_session_lost_it(one_instant, listed):
     services.request_submit(email=SENDER, ip=parse_ip(LISTED_IP))
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")  # as a connection pooler resets a session
