@@ -127,13 +127,17 @@ def _database(url: str | None) -> dict:
         raise ImproperlyConfigured(
             f"DATABASE_URL has an unsupported scheme {url.split(':', 1)[0]!r}: use postgres:// or sqlite:///"
         )
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        # Django's, with a health check that asks the socket instead of the server.
+        config["ENGINE"] = "portal_lib.postgresql"
     return config
 
 
 # DATABASE_PASSWORD(_FILE), when set, is the password in DATABASE_URL (README, "Configuration").
 DATABASES = {"default": _database(envdatabase_url())}
-# Persistent connections, checked before each request's first use: web and worker outlive a
-# PostgreSQL restart without a restart of their own.
+# Persistent connections, checked before each request's first use (on PostgreSQL without a
+# round trip, portal_lib.postgresql): web and worker outlive a PostgreSQL restart without a
+# restart of their own.
 DATABASES["default"]["CONN_MAX_AGE"] = envint("CONN_MAX_AGE", 300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
