@@ -69,14 +69,26 @@ def lookup(address: IPAddress, *, now: datetime | None = None) -> list[Entry]:
     if connection.vendor != "postgresql":
         return list(entries_covering(address, now=now))
     compiled = _lookup_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(compiled.sql, _lookup_params(compiled, address, now))
+        rows = cursor.fetchall()
+    return [Entry.from_db(connection.alias, compiled.columns, row) for row in rows]
+
+
+def listed_sql(address: IPAddress, *, now: datetime) -> tuple[str, list]:
+    """Whether lookup(address) finds anything, as an SQL condition and its parameters, for a
+    statement of the caller's own (PostgreSQL): a submission asks it in the statement that
+    counts its mail, one round trip fewer."""
+    compiled = _lookup_sql()
+    return f"EXISTS ({compiled.sql})", _lookup_params(compiled, address, now)
+
+
+def _lookup_params(compiled: _Compiled, address: IPAddress, now: datetime) -> list:
     params = list(compiled.params)
     for i in compiled.at_now:
         params[i] = now
     params[compiled.at_address] = str(address)
-    with connection.cursor() as cursor:
-        cursor.execute(compiled.sql, params)
-        rows = cursor.fetchall()
-    return [Entry.from_db(connection.alias, compiled.columns, row) for row in rows]
+    return params
 
 
 _TEMPLATE_ADDRESS = "192.0.2.1"

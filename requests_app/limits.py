@@ -71,9 +71,11 @@ class CeilingSlot:
     starts_at: datetime
 
 
-def mail_ceiling_reserve(*, now: datetime) -> CeilingSlot:
+def mail_ceiling_reserve(*, now: datetime, only_if: tuple[str, list] | None = None) -> CeilingSlot | None:
     """Count one more confirmation mail against the portal's ceiling (DELIST_MAIL_RATE), or raise
-    MailLimitReached when its window is full.
+    MailLimitReached when its window is full. With `only_if`, an SQL condition and its
+    parameters (PostgreSQL), the same statement asks it first, and counts nothing and returns
+    None when it does not hold: a submission asks there whether its IP is listed.
 
     One counter row per window, changed only while it stays under the limit, so no two
     submissions can squeeze past the last slot. It is counted in a transaction of its own,
@@ -88,19 +90,35 @@ def mail_ceiling_reserve(*, now: datetime) -> CeilingSlot:
     limit, period = parse_rate(settings.DELIST_MAIL_RATE)
     starts_at = datetime.fromtimestamp(now.timestamp() // period * period, tz=UTC)
     table = connection.ops.quote_name(MailWindow._meta.db_table)
+    # As the ORM writes the column (SQLite keeps naive UTC text), so release() finds the row.
+    params = [period, connection.ops.adapt_datetimefield_value(starts_at), limit]
     upsert = (
-        f"INSERT INTO {table} (period, starts_at, sent) VALUES (%s, %s, 1) "
+        f"INSERT INTO {table} (period, starts_at, sent) {{rows}} "
         f"ON CONFLICT (period, starts_at) DO UPDATE SET sent = {table}.sent + 1 "
         f"WHERE {table}.sent < %s RETURNING sent"
     )
+    if only_if is not None:
+        condition, condition_params = only_if
+        upsert = (
+            f"WITH asked AS (SELECT {condition} AS holds), "
+            f"counted AS ({upsert.format(rows='SELECT %s, %s, 1 FROM asked WHERE holds')}) "
+            "SELECT holds, (SELECT sent FROM counted) FROM asked"
+        )
+        params = condition_params + params
+    else:
+        upsert = upsert.format(rows="VALUES (%s, %s, 1)")
     if connection.vendor == "postgresql":
         # One message, so one transaction of its own in autocommit: one round trip.
         upsert = f"SET LOCAL synchronous_commit TO OFF; {upsert}"
     with connection.cursor() as cursor:
-        # As the ORM writes the column (SQLite keeps naive UTC text), so release() finds the row.
-        cursor.execute(upsert, [period, connection.ops.adapt_datetimefield_value(starts_at), limit])
-        counted = cursor.fetchone()
-    if counted is None:  # the window is full: nothing was changed
+        cursor.execute(upsert, params)
+        row = cursor.fetchone()
+    if only_if is not None:
+        holds, sent = row
+        if not holds:
+            return None
+        row = None if sent is None else (sent,)
+    if row is None:  # the window is full: nothing was changed
         ends_in = (starts_at + timedelta(seconds=period) - now).total_seconds()
         raise MailLimitReached("portal", max(1, math.ceil(ends_in)))
     return CeilingSlot(period, starts_at)

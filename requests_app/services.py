@@ -22,7 +22,7 @@ from blocklist import audit
 from blocklist.exports import exports_refresh_if_changed
 from blocklist.import_jobs import import_jobs_resume
 from blocklist.ip import IPAddress
-from blocklist.services import entries_delist_for_requests, entries_expire, lookup
+from blocklist.services import entries_delist_for_requests, entries_expire, listed_sql, lookup
 from monitoring.heartbeats import SWEEP, heartbeat_record
 from portal_lib.queueing import enqueue
 from requests_app import limits, mailboxes, outbox, policy, propagation, submission_sql
@@ -62,9 +62,10 @@ def request_submit(
 
     Raises MailLimitReached when the mail limits leave no room: nothing is created then.
     """
-    if not lookup(ip):
-        return None
     now = timezone.now()
+    slot = _ceiling_reserve_if_listed(ip, now=now)
+    if slot is None:
+        return None
     recipient = mailboxes.mailbox(email)
     domain = mailboxes.recipient_domain(email)
     nonce, token_hash = outbox.confirmation_nonce()
@@ -78,7 +79,6 @@ def request_submit(
         client_ip=client_ip,
         created_at=now,
     )
-    slot = limits.mail_ceiling_reserve(now=now)
     try:
         if connection.vendor == "postgresql":
             superseded = _submit_in_one_trip(request, nonce=nonce, now=now)
@@ -93,6 +93,15 @@ def request_submit(
     if superseded:
         logger.info("request %s superseded %s", request.pk, superseded)
     return request
+
+
+def _ceiling_reserve_if_listed(ip: IPAddress, *, now: datetime) -> limits.CeilingSlot | None:
+    """The mail ceiling's slot for a submission whose IP is listed; None, counting nothing, if
+    it is not."""
+    if connection.vendor == "postgresql":
+        # One statement asks both: a round trip fewer.
+        return limits.mail_ceiling_reserve(now=now, only_if=listed_sql(ip, now=now))
+    return limits.mail_ceiling_reserve(now=now) if lookup(ip, now=now) else None
 
 
 def _submit(request: DelistRequest, *, nonce: str, now: datetime) -> list[int]:

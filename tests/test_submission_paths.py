@@ -20,8 +20,8 @@ from blocklist.models import Event
 from delist_portal.celery import app as celery_app
 from requests_app import outbox, services, tasks
 from requests_app.limits import MailLimitReached
-from requests_app.models import DelistRequest, Mail
-from tests.conftest import LISTED_IP, SENDER
+from requests_app.models import DelistRequest, Mail, MailWindow
+from tests.conftest import LISTED_IP, SENDER, UNLISTED_IP
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 postgres_only = pytest.mark.skipif(
@@ -113,13 +113,38 @@ def test_both_ways_refuse_a_full_limit_alike_and_write_nothing(listed, settings,
 
 
 @postgres_only
-def test_a_submission_costs_three_round_trips(one_instant, listed, django_assert_num_queries):
+def test_a_submission_costs_two_round_trips(one_instant, listed, django_assert_num_queries):
     services.request_submit(email="first@mail.example.com", ip=parse_ip(LISTED_IP))  # prepares, once
-    # The lookup, the portal ceiling's own transaction, and the message that writes it all.
-    with django_assert_num_queries(3):
+    # The portal ceiling's own transaction, which asks whether the IP is listed, and the
+    # message that writes it all.
+    with django_assert_num_queries(2):
         services.request_submit(email=SENDER, ip=parse_ip(LISTED_IP))
-    with django_assert_num_queries(3):  # superseding the first costs nothing more
+    with django_assert_num_queries(2):  # superseding the first costs nothing more
         services.request_submit(email=SENDER, ip=parse_ip(LISTED_IP))
+    with django_assert_num_queries(1):  # not listed: the first answers it, and counts nothing
+        assert services.request_submit(email=SENDER, ip=parse_ip(UNLISTED_IP)) is None
+
+
+def test_the_ceiling_counts_listed_ips_only_and_an_unlisted_one_is_told_so_when_it_is_full(
+    one_instant, listed, settings
+):
+    settings.DELIST_MAIL_RATE = "2/h"
+
+    def counted() -> int:
+        return sum(MailWindow.objects.values_list("sent", flat=True))
+
+    assert services.request_submit(email=SENDER, ip=parse_ip(UNLISTED_IP)) is None
+    assert counted() == 0
+    for email in (SENDER, "abuse@mail.example.com"):
+        assert services.request_submit(email=email, ip=parse_ip(LISTED_IP)) is not None
+    assert counted() == 2
+    with pytest.raises(MailLimitReached) as refused:
+        services.request_submit(email="noc@mail.example.com", ip=parse_ip(LISTED_IP))
+    assert refused.value.scope == "portal"
+    # Full, but an IP that is not listed is told that, not to wait for the next window.
+    assert services.request_submit(email="noc@mail.example.com", ip=parse_ip(UNLISTED_IP)) is None
+    assert counted() == 2
+    assert DelistRequest.objects.count() == 2
 
 
 @postgres_only
