@@ -11,8 +11,9 @@ submission still queues its confirmation mail), and drives, in interleaved phase
 - the baseline: POST /healthz with the CSRF cookie and token, so the CSRF check and every other
   middleware run, and the view answers from its 5-second cache (a bare POST view, with no URL
   of its own in the portal);
-- submissions: POST /request with a new mailbox each time and a listed IP, as the start page's
-  form sends them (the per-client and mail limits are raised through their variables for the run).
+- submissions: POST /request with a new mailbox each time (over 100,000 domains) and a listed IP,
+  as the start page's form sends them (the per-client limit and the portal's ceiling are raised
+  through their variables for the run; the mailbox and domain limits stay as shipped).
 
 It prints throughput and p50/p99 latency beside the baseline's, the CPU each request cost by
 process, and checks that every 302 made exactly one request and one owed confirmation mail.
@@ -39,14 +40,12 @@ import lookup_benchmark as lookup  # noqa: E402  (gunicorn, the HTTP clients, th
 
 ROOT = data.ROOT
 HOST = lookup.HOST
-# Every client submits from 127.0.0.1, with a new mailbox each time over a thousand domains:
-# raised so that the run measures the portal, not its 429 page.
-RATES = {
-    "DELIST_SUBMIT_RATE": "9999999/h",
-    "DELIST_MAILBOX_RATE": "1000/h",
-    "DELIST_DOMAIN_RATE": "9999999/h",
-    "DELIST_MAIL_RATE": "9999999/h",
-}
+# Every client submits from 127.0.0.1, and the whole run is far over the portal's ceiling:
+# those two are raised, so that the run measures the portal, not its 429 page. The mailbox and
+# domain limits stay as shipped: each submission has a new mailbox, over DOMAINS domains, so
+# none of them comes near its limit, and counting one walks the few mails it has.
+RATES = {"DELIST_SUBMIT_RATE": "9999999/h", "DELIST_MAIL_RATE": "9999999/h"}
+DOMAINS = 100_000
 CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -131,6 +130,7 @@ def main() -> None:
         ips = listed_ips(args.rows, 2000, random.Random(3))
         before = outbox(url)
         submitted = iter(range(10**12))
+        run = f"bench{random.randrange(16**6):06x}"  # no mailbox of an earlier (kept) run again
 
         def bare(n: int) -> bytes:
             sender = senders[n]
@@ -139,7 +139,7 @@ def main() -> None:
 
         def submission(n: int) -> bytes:
             sender, k = senders[n], next(submitted)
-            form = {"csrfmiddlewaretoken": sender.token, "email": f"bench{k}@mx{k % 1000}.example.net"}
+            form = {"csrfmiddlewaretoken": sender.token, "email": f"{run}-{k}@d{k % DOMAINS}.example.net"}
             return post("/request", urlencode({**form, "ip": ips[k % len(ips)]}).encode(), sender)
 
         def post(path: str, body: bytes, sender: Sender) -> bytes:
