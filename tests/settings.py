@@ -19,7 +19,8 @@ CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PORTAL_BASE_URL = "https://delist.example.org"
-if "default" in CACHES and "redis" in CACHES["default"]["BACKEND"]:  # noqa: F405
-    CACHES["default"]["KEY_PREFIX"] = "delist-test"  # noqa: F405
+for _cache in CACHES.values():  # noqa: F405
+    if "redis" in _cache["BACKEND"]:
+        _cache["KEY_PREFIX"] = "delist-test"
 # The admin login lockout is tested through the real login page: keep django-axes on.
 AXES_ENABLED = True

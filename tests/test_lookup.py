@@ -159,12 +159,12 @@ def test_the_etag_changes_when_the_answer_does(client, listed):
 
 def test_the_api_limit_fails_open_when_the_cache_is_away(one_instant, client, listed, settings, caplog):
     settings.DELIST_API_RATE = "1/m"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
+    away = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
+    counters = {**away, "BACKEND": "portal_lib.redis_cache.RateCounterCache"}
+    settings.CACHES = {"default": away, "ratelimit": counters}
     assert [api(client, LISTED_IP).status_code for _ in range(3)] == [200, 200, 200]
     assert "rate limit api not counted, the cache is away" in caplog.text
