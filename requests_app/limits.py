@@ -91,34 +91,32 @@ def mail_ceiling_reserve(*, now: datetime, only_if: tuple[str, list] | None = No
     starts_at = datetime.fromtimestamp(now.timestamp() // period * period, tz=UTC)
     table = connection.ops.quote_name(MailWindow._meta.db_table)
     # As the ORM writes the column (SQLite keeps naive UTC text), so release() finds the row.
-    params = [period, connection.ops.adapt_datetimefield_value(starts_at), limit]
-    upsert = (
-        f"INSERT INTO {table} (period, starts_at, sent) {{rows}} "
+    window = [period, connection.ops.adapt_datetimefield_value(starts_at)]
+    insert = f"INSERT INTO {table} (period, starts_at, sent)"
+    count = (
         f"ON CONFLICT (period, starts_at) DO UPDATE SET sent = {table}.sent + 1 "
         f"WHERE {table}.sent < %s RETURNING sent"
     )
-    if only_if is not None:
+    if only_if is None:
+        sql, params = f"{insert} VALUES (%s, %s, 1) {count}", [*window, limit]
+    else:
         condition, condition_params = only_if
-        upsert = (
+        sql = (
             f"WITH asked AS (SELECT {condition} AS holds), "
-            f"counted AS ({upsert.format(rows='SELECT %s, %s, 1 FROM asked WHERE holds')}) "
+            f"counted AS ({insert} SELECT %s, %s, 1 FROM asked WHERE holds {count}) "
             "SELECT holds, (SELECT sent FROM counted) FROM asked"
         )
-        params = condition_params + params
-    else:
-        upsert = upsert.format(rows="VALUES (%s, %s, 1)")
+        params = [*condition_params, *window, limit]
     if connection.vendor == "postgresql":
         # One message, so one transaction of its own in autocommit: one round trip.
-        upsert = f"SET LOCAL synchronous_commit TO OFF; {upsert}"
+        sql = f"SET LOCAL synchronous_commit TO OFF; {sql}"
     with connection.cursor() as cursor:
-        cursor.execute(upsert, params)
+        cursor.execute(sql, params)
         row = cursor.fetchone()
-    if only_if is not None:
-        holds, sent = row
-        if not holds:
-            return None
-        row = None if sent is None else (sent,)
-    if row is None:  # the window is full: nothing was changed
+    holds, sent = row if only_if is not None else (True, row and row[0])
+    if not holds:
+        return None
+    if sent is None:  # the window is full: nothing was changed
         ends_in = (starts_at + timedelta(seconds=period) - now).total_seconds()
         raise MailLimitReached("portal", max(1, math.ceil(ends_in)))
     return CeilingSlot(period, starts_at)

@@ -66,20 +66,18 @@ def request_submit(
     slot = _ceiling_reserve_if_listed(ip, now=now)
     if slot is None:
         return None
-    recipient = mailboxes.mailbox(email)
-    domain = mailboxes.recipient_domain(email)
-    nonce, token_hash = outbox.confirmation_nonce()
-    request = DelistRequest(
-        token_hash=token_hash,
-        email=email,
-        mailbox=recipient,
-        email_domain=domain,
-        ip=str(ip),
-        language=language,
-        client_ip=client_ip,
-        created_at=now,
-    )
     try:
+        nonce, token_hash = outbox.confirmation_nonce()
+        request = DelistRequest(
+            token_hash=token_hash,
+            email=email,
+            mailbox=mailboxes.mailbox(email),
+            email_domain=mailboxes.recipient_domain(email),
+            ip=str(ip),
+            language=language,
+            client_ip=client_ip,
+            created_at=now,
+        )
         if connection.vendor == "postgresql":
             superseded = _submit_in_one_trip(request, nonce=nonce, now=now)
         else:
