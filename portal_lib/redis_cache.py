@@ -77,6 +77,7 @@ class RateCounterCacheClient(OneTripRedisCacheClient):
         self._counted = threading.local()
 
     def add(self, key, value, timeout):
+        self._counted.last = None  # a count is only ever handed to the incr right after its add
         if type(value) is not int or value < 1 or not timeout:
             return super().add(key, value, timeout)
         client = self.get_client(key, write=True)

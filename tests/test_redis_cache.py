@@ -79,7 +79,10 @@ def test_the_rate_counter_counts_an_existing_counter_in_its_add_and_hands_it_to_
     # A later incr of its own is a real one, and only the add just before it is handed over.
     assert cache.incr("counter") == 6
     assert cache.add("counter", 1, 60) is False and cache.incr("counter", 2) == 9
-    assert cache.get("counter") == 9
+    # A count not taken by the incr right after its add is not handed to a later one.
+    assert cache.add("counter", 1, 60) is False and cache.add("other", 1, 60)
+    assert cache.incr("counter") == 11
+    assert cache.get("counter") == 11
 
 
 def test_the_rate_counter_adds_as_django_does_for_anything_but_a_count(own_redis):
