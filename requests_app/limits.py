@@ -113,9 +113,12 @@ def mail_ceiling_reserve(*, now: datetime, only_if: tuple[str, list] | None = No
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    holds, sent = row if only_if is not None else (True, row and row[0])
-    if not holds:
-        return None
+    if only_if is None:
+        sent = row[0] if row else None
+    else:
+        holds, sent = row
+        if not holds:
+            return None
     if sent is None:  # the window is full: nothing was changed
         ends_in = (starts_at + timedelta(seconds=period) - now).total_seconds()
         raise MailLimitReached("portal", max(1, math.ceil(ends_in)))
