@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F, QuerySet
 
+from portal_lib import prepared
 from portal_lib.rates import parse_rate
 from requests_app.models import Mail, MailWindow
 
@@ -97,21 +98,27 @@ def mail_ceiling_reserve(*, now: datetime, only_if: tuple[str, list] | None = No
         f"ON CONFLICT (period, starts_at) DO UPDATE SET sent = {table}.sent + 1 "
         f"WHERE {table}.sent < %s RETURNING sent"
     )
+    postgresql = connection.vendor == "postgresql"
     if only_if is None:
         sql, params = f"{insert} VALUES (%s, %s, 1) {count}", [*window, limit]
     else:
         condition, condition_params = only_if
+        # Typed for PREPARE, which cannot tell a bare value's type in a SELECT list.
+        values = "CAST(%s AS integer), CAST(%s AS timestamp with time zone)" if postgresql else "%s, %s"
         sql = (
             f"WITH asked AS (SELECT {condition} AS holds), "
-            f"counted AS ({insert} SELECT %s, %s, 1 FROM asked WHERE holds {count}) "
+            f"counted AS ({insert} SELECT {values}, 1 FROM asked WHERE holds {count}) "
             "SELECT holds, (SELECT sent FROM counted) FROM asked"
         )
         params = [*condition_params, *window, limit]
-    if connection.vendor == "postgresql":
-        # One message, so one transaction of its own in autocommit: one round trip.
-        sql = f"SET LOCAL synchronous_commit TO OFF; {sql}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        if postgresql:
+            # Prepared (parsing and planning it cost PostgreSQL as much as running it), in one
+            # message with its setting: one transaction of its own in autocommit, one round trip.
+            statement = prepared.statement(sql)
+            prepared.execute(cursor, statement, params, first="SET LOCAL synchronous_commit TO OFF")
+        else:
+            cursor.execute(sql, params)
         row = cursor.fetchone()
     if only_if is None:
         sent = row[0] if row else None

@@ -15,18 +15,16 @@ in autocommit, or inside the caller's).
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
 from django.conf import settings
-from django.db import DatabaseError, connection, connections
+from django.db import connection, connections
 from django.db.models import Model
-from psycopg2 import errorcodes
 
 from blocklist import audit
 from blocklist.models import Event
+from portal_lib import prepared
 from portal_lib.rates import parse_rate
 from requests_app import limits
 from requests_app.models import DelistRequest, Mail, State
@@ -51,8 +49,10 @@ def submit(*, request: DelistRequest, mail: Mail, event: Event, now: datetime) -
         windows[scope] = timedelta(seconds=period)
         params[f"{scope}_since"] = now - windows[scope]
         params[f"{scope}_offset"] = limit - 1
+    locks, writes = _sql()
     with connection.cursor() as cursor:
-        _execute(cursor, params)
+        # Prepared: planning the writes each time cost PostgreSQL more than running them.
+        prepared.execute(cursor, prepared.statement(writes), params, first=locks)
         request_id, mail_id, superseded, mailbox_blocked, domain_blocked = cursor.fetchone()
     for scope, blocking in (("mailbox", mailbox_blocked), ("domain", domain_blocked)):
         if blocking is not None:
@@ -62,27 +62,6 @@ def submit(*, request: DelistRequest, mail: Mail, event: Event, now: datetime) -
         instance._state.adding, instance._state.db = False, connection.alias
     mail.request = request
     return superseded or []
-
-
-def _execute(cursor, params: dict) -> None:
-    """The locks, then the prepared statement: planning it each time cost PostgreSQL more than
-    running it. Prepared once per database connection; PostgreSQL keeps it until that closes."""
-    statement = _statement()
-    if getattr(connection, "_submission_prepared_on", None) is not connection.connection:
-        cursor.execute(statement.prepare)
-        connection._submission_prepared_on = connection.connection
-    try:
-        cursor.execute(statement.execute, params)
-    except DatabaseError as e:
-        # Gone with a session reset behind our back (a pooler's DISCARD ALL): in autocommit the
-        # whole message rolled back, so it may run again once prepared anew.
-        if (
-            getattr(e.__cause__, "pgcode", None) != errorcodes.INVALID_SQL_STATEMENT_NAME
-            or connection.in_atomic_block
-        ):
-            raise
-        cursor.execute(statement.prepare)
-        cursor.execute(statement.execute, params)
 
 
 def _values(prefix: str, instance: Model) -> dict:
@@ -113,36 +92,9 @@ def _insert(model: type[Model], prefix: str, source: str, **computed: str) -> st
     return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {source}"
 
 
-@dataclass(frozen=True)
-class _Statement:
-    prepare: str  # PREPARE of the statement that writes, its parameters numbered
-    execute: str  # the locks, then EXECUTE of it, with named parameters for the cursor
-
-
-_NAME = "delist_submission"
-
-
 @cache
-def _statement() -> _Statement:
-    named = _sql()
-    locks, writes = named.split(";", 1)
-    order: list[str] = []
-
-    def numbered(match: re.Match) -> str:
-        if match[1] not in order:
-            order.append(match[1])
-        return f"${order.index(match[1]) + 1}"
-
-    prepare = f"PREPARE {_NAME} AS {_PARAMETER.sub(numbered, writes)}"
-    arguments = ", ".join(f"%({name})s" for name in order)
-    return _Statement(prepare, f"{locks}; EXECUTE {_NAME}({arguments})")
-
-
-_PARAMETER = re.compile(r"%\((\w+)\)s")
-
-
-def _sql() -> str:
-    """The locks, then one statement of data-modifying CTEs (they all see the database as it was
+def _sql() -> tuple[str, str]:
+    """The locks, and one statement of data-modifying CTEs (they all see the database as it was
     before it: the superseding UPDATE cannot meet the request inserted beside it)."""
     qn = connection.ops.quote_name
     requests, mails, events = (qn(m._meta.db_table) for m in (DelistRequest, Mail, Event))
@@ -164,9 +116,13 @@ def _sql() -> str:
         action=f"'{audit.Action.SUPERSEDED.value}'",
         reason="%(superseded_reason)s || request.id",
     )
-    return f"""
-SELECT pg_advisory_xact_lock(%(mailbox_lock)s, hashtext(%(m_mailbox)s)),
-       pg_advisory_xact_lock(%(domain_lock)s, hashtext(%(m_email_domain)s));
+    locks = (
+        "SELECT pg_advisory_xact_lock(%(mailbox_lock)s, hashtext(%(m_mailbox)s)), "
+        "pg_advisory_xact_lock(%(domain_lock)s, hashtext(%(m_email_domain)s))"
+    )
+    return (
+        locks,
+        f"""
 WITH blocking AS (
   SELECT {blocking("mailbox", "mailbox")} AS mailbox_at, {blocking("email_domain", "domain")} AS domain_at
 ), request AS (
@@ -194,4 +150,5 @@ WITH blocking AS (
 SELECT (SELECT id FROM request), (SELECT id FROM mail), (SELECT array_agg(id ORDER BY id) FROM older),
        mailbox_at, domain_at
 FROM blocking
-"""
+""",
+    )
