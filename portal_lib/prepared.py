@@ -6,9 +6,10 @@ session until the connection closes; each run then sends EXECUTE with its values
 
 The statement is named from a digest of its SQL, so two statements never share a name. A
 connection remembers what it has prepared; a new connection prepares again. PREPARE is not
-undone by a rollback, but a pooler's session reset (DISCARD ALL) drops it behind our back: a
-run that finds it gone prepares again and runs once more, outside a transaction only (in
-autocommit the failed message rolled back whole, so running it again does it once).
+undone by a rollback, but a pooler's session reset (DISCARD ALL) drops them all behind our
+back: a run that finds its statement gone forgets them all, prepares its own again and runs once
+more, outside a transaction only (in autocommit the failed message rolled back whole, so running
+it again does it once; inside one, the transaction has failed and the error is the caller's).
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ def execute(cursor, prepared: Statement, params, *, first: str = "") -> None:
     try:
         cursor.execute(message, params)
     except DatabaseError as e:
-        if (
-            getattr(e.__cause__, "pgcode", None) != errorcodes.INVALID_SQL_STATEMENT_NAME
-            or db.in_atomic_block
-        ):
+        if getattr(e.__cause__, "pgcode", None) != errorcodes.INVALID_SQL_STATEMENT_NAME:
+            raise
+        names.clear()  # a session reset takes them all: each is prepared again on its next run
+        if db.in_atomic_block:
             raise
         cursor.execute(prepared.prepare)
+        names.add(prepared.name)
         cursor.execute(message, params)

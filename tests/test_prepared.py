@@ -112,7 +112,21 @@ def test_what_runs_first_shares_the_statements_transaction():
 
 
 @postgres_only
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
+def test_after_a_session_reset_every_statement_is_prepared_again_on_its_next_run():
+    first, second = "SELECT %s::int * 3", "SELECT %s::int * 4"
+    assert run(first, [1]) == (3,) and run(second, [1]) == (4,)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    with pytest.raises(DatabaseError), transaction.atomic():
+        run(second, [2])  # inside a transaction: an error, and the connection forgets them all
+    with transaction.atomic():  # so the next run of each prepares first, even inside one
+        assert run(first, [2]) == (6,)
+        assert run(second, [2]) == (8,)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
 def test_the_portal_ceiling_and_the_submission_are_prepared(listed, one_instant):
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
