@@ -169,8 +169,7 @@ if REDIS_URL:
     RATELIMIT_USE_CACHE = "ratelimit"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-# Web and worker see one cache: a queued wake-up of the worker stands for the next ones
-# (portal_lib.queueing).
+# Web and worker see one cache (the rate limits' counters are shared between processes).
 CACHE_SHARED = bool(REDIS_URL)
 if not CACHE_SHARED:
     # One process on the embedded default: a per-process counter is what we have.

@@ -185,6 +185,19 @@ class MailWindow(models.Model):
         return f"{self.sent} mail(s) from {self.starts_at:%Y-%m-%d %H:%M} ({self.period} s)"
 
 
+class WakeUp(models.Model):
+    """A wake-up of a task that looks for its own work (the mail sender) is queued and has not
+    started yet: while this row is there, later work needs none, since that run will find it
+    (requests_app.wakeups). In the database, so that a submission sets it in the message that
+    writes its mail, and web and worker see one mark on every deployment."""
+
+    task = models.CharField(max_length=100, primary_key=True)
+    queued_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.task}, queued at {self.queued_at:%Y-%m-%d %H:%M:%S}"
+
+
 class ReviewQueue(DelistRequest):
     """The requests waiting for a reviewer, oldest first: the abuse desk's inbox."""
 

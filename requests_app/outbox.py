@@ -20,10 +20,10 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from portal_lib.queueing import wake_after_commit
 from requests_app import emails
 from requests_app.models import DelistRequest, Mail, State
 from requests_app.tokens import confirmation_secret, hash_token, link_token, new_nonce
+from requests_app.wakeups import wake_after_commit
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from blocklist.ip import IPAddress
 from blocklist.services import entries_delist_for_requests, entries_expire, listed_sql, lookup
 from monitoring.heartbeats import SWEEP, heartbeat_record
 from portal_lib.queueing import enqueue
-from requests_app import limits, mailboxes, outbox, policy, propagation, submission_sql
+from requests_app import limits, mailboxes, outbox, policy, propagation, submission_sql, wakeups
 from requests_app.models import DelistRequest, ExpiryReason, Mail, State
 from requests_app.retention import requests_erase_personal_data
 from requests_app.tokens import hash_token, looks_like_key, split_link_token
@@ -116,11 +116,15 @@ def _submit(request: DelistRequest, *, nonce: str, now: datetime) -> list[int]:
 
 
 def _submit_in_one_trip(request: DelistRequest, *, nonce: str, now: datetime) -> list[int]:
-    """The same writes as _submit, as one message to PostgreSQL (submission_sql)."""
+    """The same writes as _submit, as one message to PostgreSQL (submission_sql), which also
+    asks the mail sender's wake-up mark (wakeups): no round trip of its own."""
     mail = outbox.confirmation_for(request, nonce=nonce)
     event = audit.event(audit.Action.SUBMITTED, actor=audit.SENDER, at=now)
-    superseded = submission_sql.submit(request=request, mail=mail, event=event, now=now)
-    outbox.queue_send(mail)
+    superseded, marked = submission_sql.submit(
+        request=request, mail=mail, event=event, now=now, wake=outbox.SEND_DUE
+    )
+    if marked:
+        transaction.on_commit(lambda: wakeups.queue_marked(outbox.SEND_DUE, what=f"mail {mail.pk}"))
     return superseded
 
 

@@ -26,14 +26,18 @@ from blocklist import audit
 from blocklist.models import Event
 from portal_lib import prepared
 from portal_lib.rates import parse_rate
-from requests_app import limits
+from requests_app import limits, wakeups
 from requests_app.models import DelistRequest, Mail, State
 
 
-def submit(*, request: DelistRequest, mail: Mail, event: Event, now: datetime) -> list[int]:
+def submit(
+    *, request: DelistRequest, mail: Mail, event: Event, now: datetime, wake: str
+) -> tuple[list[int], bool]:
     """Write the new (unsaved) request, its `submitted` event and its confirmation mail, unless a
     mail limit is full (MailLimitReached, nothing written); supersede the mailbox's older pending
-    requests for the IP, whose ids it returns. The request and the mail get their ids."""
+    requests for the IP. Sets the wake-up mark of the task `wake` (the mail sender) unless one is
+    set (wakeups). Returns the ids of the superseded requests, and whether it set the mark: then
+    the caller queues the wake-up once this commits. The request and the mail get their ids."""
     params = {
         **_values("r", request),
         **_values("e", event),
@@ -42,6 +46,7 @@ def submit(*, request: DelistRequest, mail: Mail, event: Event, now: datetime) -
         "domain_lock": limits.DOMAIN_LOCKS,
         "now": now,
         "superseded_reason": "by request #",
+        **wakeups.mark_params(wake, now=now),
     }
     windows = {}
     for scope, rate in (("mailbox", settings.DELIST_MAILBOX_RATE), ("domain", settings.DELIST_DOMAIN_RATE)):
@@ -53,7 +58,7 @@ def submit(*, request: DelistRequest, mail: Mail, event: Event, now: datetime) -
     with connection.cursor() as cursor:
         # Prepared: planning the writes each time cost PostgreSQL more than running them.
         prepared.execute(cursor, prepared.statement(writes), params, first=locks)
-        request_id, mail_id, superseded, mailbox_blocked, domain_blocked = cursor.fetchone()
+        request_id, mail_id, superseded, mailbox_blocked, domain_blocked, marked = cursor.fetchone()
     for scope, blocking in (("mailbox", mailbox_blocked), ("domain", domain_blocked)):
         if blocking is not None:
             raise limits.MailLimitReached(scope, limits.seconds_until(blocking + windows[scope], now=now))
@@ -61,7 +66,7 @@ def submit(*, request: DelistRequest, mail: Mail, event: Event, now: datetime) -
         instance.pk = pk
         instance._state.adding, instance._state.db = False, connection.alias
     mail.request = request
-    return superseded or []
+    return superseded or [], marked
 
 
 def _values(prefix: str, instance: Model) -> dict:
@@ -116,9 +121,11 @@ def _sql() -> tuple[str, str]:
         action=f"'{audit.Action.SUPERSEDED.value}'",
         reason="%(superseded_reason)s || request.id",
     )
+    wake_ctes, wake_lock, marked = wakeups.mark_sql(table_of_new_row="request")
+    # The wake-up's lock (shared) last: it orders nothing between submissions.
     locks = (
         "SELECT pg_advisory_xact_lock(%(mailbox_lock)s, hashtext(%(m_mailbox)s)), "
-        "pg_advisory_xact_lock(%(domain_lock)s, hashtext(%(m_email_domain)s))"
+        f"pg_advisory_xact_lock(%(domain_lock)s, hashtext(%(m_email_domain)s)), {wake_lock}"
     )
     return (
         locks,
@@ -146,9 +153,9 @@ WITH blocking AS (
 ), mail AS (
   {_insert(Mail, "m", "request", request_id="request.id")}
   RETURNING id
-)
+), {wake_ctes}
 SELECT (SELECT id FROM request), (SELECT id FROM mail), (SELECT array_agg(id ORDER BY id) FROM older),
-       mailbox_at, domain_at
+       mailbox_at, domain_at, {marked}
 FROM blocking
 """,
     )

@@ -7,8 +7,8 @@ only means the next sweep does the work.
 from celery import shared_task
 from django.core.management import call_command
 
-from portal_lib.queueing import woken
 from requests_app import outbox, propagation, services
+from requests_app.wakeups import woken
 
 
 @shared_task(name="requests_app.sweep", ignore_result=True)

@@ -19,6 +19,7 @@ from django.urls import reverse
 from blocklist.ip import parse_network
 from blocklist.services import entry_list
 from delist_portal.celery import app as celery_app
+from requests_app import services
 from requests_app.models import DelistRequest
 
 # Public addresses (the portal refuses documentation and private ranges).
@@ -162,3 +163,11 @@ def broker_down():
     conf.broker_url, conf.task_always_eager = saved
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
+
+
+@pytest.fixture(params=["one message", "ORM"])
+def path(request, monkeypatch):
+    """Which way request_submit writes on PostgreSQL: its own, or the portable one SQLite takes."""
+    if request.param == "ORM":
+        monkeypatch.setattr(services, "_submit_in_one_trip", services._submit)
+    return request.param

@@ -1,24 +1,20 @@
 """A submission on PostgreSQL is one message of two statements (requests_app.submission_sql);
-elsewhere it is the ORM's steps. Both write the same rows and refuse alike, and a burst of
-submissions wakes the worker's mail sender once."""
+elsewhere it is the ORM's steps. Both write the same rows and refuse alike (how they wake the
+mail sender: tests/test_wakeups.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 import time_machine
 from django.conf import settings
 from django.db import connection, transaction
-from django.urls import reverse
 
 from blocklist.ip import parse_ip
 from blocklist.models import Event
-from delist_portal.celery import app as celery_app
-from requests_app import outbox, services, tasks
+from requests_app import services
 from requests_app.limits import MailLimitReached
 from requests_app.models import DelistRequest, Mail, MailWindow
 from tests.conftest import LISTED_IP, SENDER, UNLISTED_IP
@@ -28,14 +24,6 @@ postgres_only = pytest.mark.skipif(
     not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
     reason="the one-message submission is PostgreSQL's",
 )
-
-
-@pytest.fixture(params=["one message", "ORM"])
-def path(request, monkeypatch):
-    """Which way request_submit writes on PostgreSQL: its own, or the portable one SQLite takes."""
-    if request.param == "ORM":
-        monkeypatch.setattr(services, "_submit_in_one_trip", services._submit)
-    return request.param
 
 
 class Rollback(Exception):
@@ -156,69 +144,3 @@ def test_a_submission_prepares_its_statement_again_when_the_session_lost_it(one_
     second = services.request_submit(email="abuse@mail.example.com", ip=parse_ip(LISTED_IP))
     assert DelistRequest.objects.filter(pk=second.pk, state="pending").exists()
     assert Mail.objects.filter(request=second).count() == 1
-
-
-@pytest.fixture
-def real_broker():
-    """Celery publishing to the suite's Redis, eager mode off; its queue emptied before and after."""
-    if not settings.CACHE_SHARED:
-        pytest.skip("wake-ups stand for each other only where web and worker share a Redis cache")
-    conf = celery_app.conf
-    saved = conf.task_always_eager
-    conf.task_always_eager = False
-    queue = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    queue.delete("celery")
-    yield queue
-    queue.delete("celery")
-    conf.task_always_eager = saved
-
-
-def queued(queue) -> list[str]:
-    return [json.loads(message)["headers"]["task"] for message in queue.lrange("celery", 0, -1)]
-
-
-def test_a_burst_of_submissions_wakes_the_mail_sender_once_and_it_sends_them_all(
-    one_instant, client, listed, settings, mailoutbox, real_broker, django_capture_on_commit_callbacks
-):
-    settings.DELIST_SUBMIT_RATE = "100/h"
-    for n in range(5):
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(
-                reverse("requests:submit"), {"email": f"s{n}@mx{n}.example.net", "ip": LISTED_IP}
-            )
-        assert response.status_code == 302
-    assert queued(real_broker) == [outbox.SEND_DUE]
-
-    real_broker.delete("celery")  # the worker takes it
-    assert tasks.mails_send_due() == 5
-    assert sorted(m.to[0] for m in mailoutbox) == [f"s{n}@mx{n}.example.net" for n in range(5)]
-
-    # Once the sender has started, a new mail needs a wake-up of its own.
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post(reverse("requests:submit"), {"email": "late@mx9.example.net", "ip": LISTED_IP})
-    assert queued(real_broker) == [outbox.SEND_DUE]
-
-
-def test_without_a_shared_cache_every_mail_wakes_the_sender(
-    one_instant, client, listed, settings, mailoutbox, django_capture_on_commit_callbacks
-):
-    # The embedded default: the worker could not take a mark out of this process's cache.
-    settings.CACHE_SHARED, settings.DELIST_SUBMIT_RATE = False, "100/h"
-    for n in range(3):
-        with django_capture_on_commit_callbacks(execute=True):
-            client.post(reverse("requests:submit"), {"email": f"s{n}@mx{n}.example.net", "ip": LISTED_IP})
-        assert len(mailoutbox) == n + 1  # sent by the eager wake-up of its own submission
-
-
-def test_a_wake_up_that_could_not_be_queued_stands_for_nothing(
-    one_instant, client, listed, settings, broker_down, caplog, django_capture_on_commit_callbacks
-):
-    if not settings.CACHE_SHARED:
-        pytest.skip("wake-ups stand for each other only where web and worker share a Redis cache")
-    settings.DELIST_SUBMIT_RATE = "100/h"
-    for n in range(2):
-        with django_capture_on_commit_callbacks(execute=True):
-            client.post(reverse("requests:submit"), {"email": f"s{n}@mx{n}.example.net", "ip": LISTED_IP})
-    # Each tried the broker itself: the first one's failure left no mark to stand for the second.
-    refused = [r for r in caplog.records if r.getMessage().startswith("could not queue mail")]
-    assert len(refused) == 2
