@@ -71,7 +71,7 @@ def execute(cursor, prepared: Statement, params, *, first: str = "") -> None:
         names = set()
         db._portal_prepared = (db.connection, names)
     if prepared.name not in names:
-        cursor.execute(prepared.prepare)
+        _prepare(cursor, prepared)
         names.add(prepared.name)
     message = f"{first}; {prepared.execute}" if first else prepared.execute
     try:
@@ -82,6 +82,17 @@ def execute(cursor, prepared: Statement, params, *, first: str = "") -> None:
         names.clear()  # a session reset takes them all: each is prepared again on its next run
         if db.in_atomic_block:
             raise
-        cursor.execute(prepared.prepare)
+        _prepare(cursor, prepared)
         names.add(prepared.name)
         cursor.execute(message, params)
+
+
+def _prepare(cursor, prepared: Statement) -> None:
+    try:
+        cursor.execute(prepared.prepare)
+    except DatabaseError as e:
+        # Still there after all (forgotten when another one was found gone): the same SQL, as
+        # its name says. Outside a transaction only: inside one, the failed PREPARE ended it.
+        duplicate = getattr(e.__cause__, "pgcode", None) == errorcodes.DUPLICATE_PREPARED_STATEMENT
+        if not duplicate or cursor.db.in_atomic_block:
+            raise

@@ -127,6 +127,17 @@ def test_after_a_session_reset_every_statement_is_prepared_again_on_its_next_run
 
 @postgres_only
 @pytest.mark.django_db(transaction=True)
+def test_one_statement_deallocated_by_hand_leaves_the_others_usable():
+    first, second = "SELECT %s::int * 5", "SELECT %s::int * 6"
+    assert run(first, [1]) == (5,) and run(second, [1]) == (6,)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DEALLOCATE {prepared.statement(first).name}")
+    assert run(first, [2]) == (10,)  # found gone: prepared again, and the others forgotten
+    assert run(second, [2]) == (12,)  # forgotten, but still there: prepared "again" in vain, used
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
 def test_the_portal_ceiling_and_the_submission_are_prepared(listed, one_instant):
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
