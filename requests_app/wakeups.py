@@ -86,10 +86,10 @@ def _mark(task_name: str, *, now: datetime) -> bool:
 
 
 def mark_sql(*, table_of_new_row: str) -> tuple[str, str, str]:
-    """For a statement of the caller's own on PostgreSQL, which must hold lock_sql's lock
-    (shared) from before it until its commit: two CTEs that set the mark when a row is in
-    `table_of_new_row` (one of the statement's CTEs), and the expression, over them, of whether
-    they set it. Their parameters: wake_task, wake_now, wake_stale (wake_now - STANDS_FOR)."""
+    """For a statement of the caller's own on PostgreSQL: two CTEs that set the mark when a row
+    is in `table_of_new_row` (one of the statement's CTEs); the lock, as an SQL expression, that
+    the transaction must take before that statement (it lasts until the commit); and the
+    expression, over the CTEs, of whether they set the mark. Their parameters are mark_params'."""
     table = connection.ops.quote_name(WakeUp._meta.db_table)
     ctes = (
         f"wake_new AS (INSERT INTO {table} (task, queued_at) "
