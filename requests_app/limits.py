@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db import connection
@@ -90,27 +91,14 @@ def mail_ceiling_reserve(*, now: datetime, only_if: tuple[str, list] | None = No
     """
     limit, period = parse_rate(settings.DELIST_MAIL_RATE)
     starts_at = datetime.fromtimestamp(now.timestamp() // period * period, tz=UTC)
-    table = connection.ops.quote_name(MailWindow._meta.db_table)
     # As the ORM writes the column (SQLite keeps naive UTC text), so release() finds the row.
     window = [period, connection.ops.adapt_datetimefield_value(starts_at)]
-    insert = f"INSERT INTO {table} (period, starts_at, sent)"
-    count = (
-        f"ON CONFLICT (period, starts_at) DO UPDATE SET sent = {table}.sent + 1 "
-        f"WHERE {table}.sent < %s RETURNING sent"
-    )
     postgresql = connection.vendor == "postgresql"
     if only_if is None:
-        sql, params = f"{insert} VALUES (%s, %s, 1) {count}", [*window, limit]
+        sql, params = _ceiling_sql(None, postgresql=postgresql), [*window, limit]
     else:
         condition, condition_params = only_if
-        # Typed for PREPARE, which cannot tell a bare value's type in a SELECT list.
-        values = "CAST(%s AS integer), CAST(%s AS timestamp with time zone)" if postgresql else "%s, %s"
-        sql = (
-            f"WITH asked AS (SELECT {condition} AS holds), "
-            f"counted AS ({insert} SELECT {values}, 1 FROM asked WHERE holds {count}) "
-            "SELECT holds, (SELECT sent FROM counted) FROM asked"
-        )
-        params = [*condition_params, *window, limit]
+        sql, params = _ceiling_sql(condition, postgresql=postgresql), [*condition_params, *window, limit]
     with connection.cursor() as cursor:
         if postgresql:
             # Prepared (parsing and planning it cost PostgreSQL as much as running it), in one
@@ -130,6 +118,27 @@ def mail_ceiling_reserve(*, now: datetime, only_if: tuple[str, list] | None = No
         ends_in = (starts_at + timedelta(seconds=period) - now).total_seconds()
         raise MailLimitReached("portal", max(1, math.ceil(ends_in)))
     return CeilingSlot(period, starts_at)
+
+
+@cache
+def _ceiling_sql(condition: str | None, *, postgresql: bool) -> str:
+    """The ceiling's upsert of the window's count (parameters: period, window start, limit),
+    asking `condition` first when there is one (its parameters before those)."""
+    table = connection.ops.quote_name(MailWindow._meta.db_table)
+    insert = f"INSERT INTO {table} (period, starts_at, sent)"
+    count = (
+        f"ON CONFLICT (period, starts_at) DO UPDATE SET sent = {table}.sent + 1 "
+        f"WHERE {table}.sent < %s RETURNING sent"
+    )
+    if condition is None:
+        return f"{insert} VALUES (%s, %s, 1) {count}"
+    # Typed for PREPARE, which cannot tell a bare value's type in a SELECT list.
+    values = "CAST(%s AS integer), CAST(%s AS timestamp with time zone)" if postgresql else "%s, %s"
+    return (
+        f"WITH asked AS (SELECT {condition} AS holds), "
+        f"counted AS ({insert} SELECT {values}, 1 FROM asked WHERE holds {count}) "
+        "SELECT holds, (SELECT sent FROM counted) FROM asked"
+    )
 
 
 def mail_ceiling_release(slot: CeilingSlot) -> None:

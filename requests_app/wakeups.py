@@ -72,17 +72,18 @@ def woken(task_name: str) -> None:
 
 
 def _mark(task_name: str, *, now: datetime) -> bool:
-    """Set the mark unless a live one is set; whether this call set it."""
+    """Set the mark unless a live one is set (one that has stood too long is taken over);
+    whether this call set it. Its own statement after a commit: the row it may lock is held
+    only for that statement."""
     table = connection.ops.quote_name(WakeUp._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (task, queued_at) VALUES (%s, %s) ON CONFLICT (task) DO NOTHING",
-            [task_name, connection.ops.adapt_datetimefield_value(now)],
+            f"INSERT INTO {table} (task, queued_at) VALUES (%s, %s) ON CONFLICT (task) "
+            f"DO UPDATE SET queued_at = excluded.queued_at WHERE {table}.queued_at <= %s RETURNING 1",
+            [task_name, adapt(now), adapt(now - STANDS_FOR)],
         )
-        if cursor.rowcount == 1:
-            return True
-    # One that has stood too long is taken over.
-    return bool(WakeUp.objects.filter(task=task_name, queued_at__lte=now - STANDS_FOR).update(queued_at=now))
+        return cursor.fetchone() is not None
 
 
 def mark_sql(*, table_of_new_row: str) -> tuple[str, str, str]:
@@ -91,6 +92,9 @@ def mark_sql(*, table_of_new_row: str) -> tuple[str, str, str]:
     the transaction must take before that statement (it lasts until the commit); and the
     expression, over the CTEs, of whether they set the mark. Their parameters are mark_params'."""
     table = connection.ops.quote_name(WakeUp._meta.db_table)
+    # Not _mark's DO UPDATE: that locks the row even when it changes nothing, and here the lock
+    # would last to the commit of every submission. DO NOTHING and this UPDATE lock only a row
+    # they change.
     ctes = (
         f"wake_new AS (INSERT INTO {table} (task, queued_at) "
         f"SELECT CAST(%(wake_task)s AS varchar), CAST(%(wake_now)s AS timestamp with time zone) "

@@ -43,6 +43,12 @@ def run(sql: str, params, **options):
         return cursor.fetchone()
 
 
+def session_reset() -> None:
+    """What a connection pooler's reset does to the server's session: every statement gone."""
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+
+
 def server_has(name: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = %s", [name])
@@ -83,8 +89,7 @@ def test_a_new_connection_prepares_it_again():
 def test_a_statement_the_session_lost_is_prepared_again_and_runs_once():
     sql = "INSERT INTO requests_app_mailwindow (period, starts_at, sent) VALUES (%s, now(), 1) RETURNING sent"
     assert run(sql, [60]) == (1,)
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")  # as a connection pooler resets a session
+    session_reset()
     assert run(sql, [120]) == (1,)
     assert server_has(prepared.statement(sql).name)
     with connection.cursor() as cursor:
@@ -97,8 +102,7 @@ def test_a_statement_the_session_lost_is_prepared_again_and_runs_once():
 def test_inside_a_transaction_a_lost_statement_is_an_error_not_a_second_run():
     sql = "SELECT %s::int - 1"
     assert run(sql, [1]) == (0,)
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")
+    session_reset()
     with pytest.raises(DatabaseError), transaction.atomic():
         run(sql, [2])
 
@@ -116,8 +120,7 @@ def test_what_runs_first_shares_the_statements_transaction():
 def test_after_a_session_reset_every_statement_is_prepared_again_on_its_next_run():
     first, second = "SELECT %s::int * 3", "SELECT %s::int * 4"
     assert run(first, [1]) == (3,) and run(second, [1]) == (4,)
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")
+    session_reset()
     with pytest.raises(DatabaseError), transaction.atomic():
         run(second, [2])  # inside a transaction: an error, and the connection forgets them all
     with transaction.atomic():  # so the next run of each prepares first, even inside one
@@ -139,8 +142,7 @@ def test_one_statement_deallocated_by_hand_leaves_the_others_usable():
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_the_portal_ceiling_and_the_submission_are_prepared(listed, one_instant):
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")
+    session_reset()
     services.request_submit(email=SENDER, ip=parse_ip(LISTED_IP))
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name LIKE 'portal_%%'")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from blocklist.ip import parse_ip
 from blocklist.models import Event
@@ -18,6 +18,7 @@ from requests_app import services
 from requests_app.limits import MailLimitReached
 from requests_app.models import DelistRequest, Mail, MailWindow
 from tests.conftest import LISTED_IP, SENDER, UNLISTED_IP
+from tests.test_prepared import session_reset
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 postgres_only = pytest.mark.skipif(
@@ -139,8 +140,7 @@ def test_the_ceiling_counts_listed_ips_only_and_an_unlisted_one_is_told_so_when_
 @pytest.mark.django_db(transaction=True)
 def test_a_submission_prepares_its_statement_again_when_the_session_lost_it(one_instant, listed):
     services.request_submit(email=SENDER, ip=parse_ip(LISTED_IP))
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")  # as a connection pooler resets a session
+    session_reset()
     second = services.request_submit(email="abuse@mail.example.com", ip=parse_ip(LISTED_IP))
     assert DelistRequest.objects.filter(pk=second.pk, state="pending").exists()
     assert Mail.objects.filter(request=second).count() == 1
